@@ -1,0 +1,248 @@
+"""Conversion: checkpoint file -> blobs -> architecture -> mapped state dict -> model or file.
+
+The lean path (:func:`convert_file`) never instantiates the network with its own weights:
+expected shapes come from a model built on the ``meta`` device, blob arrays become the
+tensors of the state dict without copies, and what is not a weight is dropped while the
+pickle is read. Peak memory stays near the size of the weights.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .arch import ArchSpec
+from .arch_detect import resolve_arch
+from .atomic import atomic_output, check_writable
+from .classes import default_class_names
+from .errors import CheckpointFormatError
+from .mapping import MappingResult, map_blobs
+from .model.resnet import Head, NLResNet, build_model
+
+FILE_FORMAT = "nlconvert-model"
+FILE_FORMAT_VERSION = 1
+_NORMALIZATION = {"mean": NLResNet.input_mean, "std": NLResNet.input_std,
+                  "channels": "RGB", "layout": "NCTHW"}
+
+
+@dataclass
+class Conversion:
+    """Everything a conversion found out, before a model or a file is made."""
+
+    source: Path
+    blobs: Mapping[str, Any]  # the checkpoint's weight blobs (numpy), as read
+    arch: ArchSpec
+    arch_reason: str
+    mapping: MappingResult
+    source_format: str
+    source_sha256: str
+    ignored: dict[str, str]
+    meta: dict[str, Any]
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights came from, stored in the output file."""
+        return {
+            "source_file": self.source.name,
+            "source_sha256": self.source_sha256,
+            "source_format": self.source_format,
+            "arch_reason": self.arch_reason,
+            "nlconvert_version": __version__,
+            "torch_version": str(torch.__version__),
+            "converted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "model_iter": self.meta.get("model_iter"),
+            "ignored_blobs": len(self.ignored),
+        }
+
+
+def _official_init(arch: ArchSpec, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Initial values the official trainer gives parameters a 2D checkpoint lacks.
+
+    Non-local convs N(0, 0.01) with zero bias (the affine configs zero the out conv), NL BN
+    scale 0 (NONLOCAL.BN_INIT_GAMMA), BN statistics 0/1, classifier N(0, 0.01) and bias 0.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model = build_model(arch, device="meta")
+    out: dict[str, torch.Tensor] = {}
+    for name, t in model.state_dict().items():
+        shape = tuple(t.shape)
+        if name.endswith("running_var"):
+            out[name] = torch.ones(shape)
+        elif (".nonlocal_blocks." in name and ".norm.weight" in name) or name.endswith(
+            ("bias", "running_mean")
+        ):
+            out[name] = torch.zeros(shape)
+        elif ".nonlocal_blocks." in name and ".out." in name and not arch.nonlocal_block.use_bn:
+            out[name] = torch.zeros(shape)  # NONLOCAL.USE_ZERO_INIT_CONV of the affine configs
+        elif name.endswith("weight") and len(shape) > 1:
+            out[name] = torch.randn(shape, generator=gen) * 0.01
+        else:
+            out[name] = torch.ones(shape)
+    return out
+
+
+def prepare(
+    path: str | Path,
+    arch_name: str | None = None,
+    predict_net: str | Path | None = None,
+    inflate: bool = False,
+    allow_nonfinite: bool = False,
+) -> Conversion:
+    """Read a Caffe2 checkpoint, choose its architecture and map every blob (strictly)."""
+    from .io.checkpoint import read_checkpoint
+
+    source = Path(path)
+    ckpt = read_checkpoint(source, predict_net, allow_nonfinite=allow_nonfinite)
+    if not ckpt.blobs:
+        raise CheckpointFormatError(f"{source}: holds no weight blobs")
+    arch, reason = resolve_arch(source, ckpt.blobs, arch_name, ckpt.predict_net, inflate)
+    target = build_model(arch, device="meta").state_dict()
+    init = _official_init(arch) if inflate else None
+    mapping = map_blobs(ckpt.blobs, target, str(source), arch.name, inflate, init)
+    return Conversion(
+        source=source,
+        blobs=ckpt.blobs,
+        arch=arch,
+        arch_reason=reason,
+        mapping=mapping,
+        source_format=ckpt.format,
+        source_sha256=ckpt.sha256,
+        ignored=dict(ckpt.ignored),
+        meta=dict(ckpt.meta),
+    )
+
+
+def model_from_state(
+    arch: ArchSpec,
+    state_dict: Mapping[str, torch.Tensor],
+    head: Head = "clip",
+    class_names: list[str] | None = None,
+) -> NLResNet:
+    """An eval-mode model whose parameters ARE the given tensors (no copy)."""
+    model = build_model(arch, head, class_names, device="meta")
+    model.load_state_dict(dict(state_dict), strict=True, assign=True)
+    return model.eval()
+
+
+def convert_checkpoint(
+    path: str | Path,
+    arch_name: str | None = None,
+    head: Head = "clip",
+    predict_net: str | Path | None = None,
+    inflate: bool = False,
+    allow_nonfinite: bool = False,
+) -> NLResNet:
+    """Convert a Caffe2 checkpoint (``.pkl`` or ``init_net.pb``) into a model, in memory."""
+    conv = prepare(path, arch_name, predict_net, inflate, allow_nonfinite)
+    return model_from_state(
+        conv.arch, conv.mapping.state_dict, head, default_class_names(conv.arch.num_classes)
+    )
+
+
+def _payload(conv: Conversion) -> dict[str, Any]:
+    return {
+        "format": FILE_FORMAT,
+        "format_version": FILE_FORMAT_VERSION,
+        "arch": conv.arch.to_dict(),
+        "class_names": default_class_names(conv.arch.num_classes),
+        "normalization": _NORMALIZATION,
+        "provenance": conv.provenance(),
+        "state_dict": conv.mapping.state_dict,
+    }
+
+
+def save_conversion(conv: Conversion, out: str | Path, force: bool = False) -> Path:
+    """Write a ``.pt`` (``torch.load(weights_only=True)``-safe) or ``.safetensors`` file."""
+    out = Path(out)
+    payload = _payload(conv)
+    with atomic_output(out, force) as tmp:
+        if out.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            meta = {k: json.dumps(v) for k, v in payload.items() if k != "state_dict"}
+            save_file(payload["state_dict"], str(tmp), metadata=meta)
+        else:
+            torch.save(payload, tmp)
+    return out
+
+
+def default_output(source: str | Path, suffix: str = ".pt") -> Path:
+    """``model.pkl`` -> ``model.pt`` beside it (``init_net.pb`` -> ``init_net.pt``)."""
+    return Path(source).with_suffix(suffix)
+
+
+def convert_file(
+    path: str | Path,
+    out: str | Path | None = None,
+    arch_name: str | None = None,
+    predict_net: str | Path | None = None,
+    inflate: bool = False,
+    allow_nonfinite: bool = False,
+    force: bool = False,
+) -> tuple[Path, Conversion]:
+    """Convert a checkpoint file into a model file; returns its path and the conversion."""
+    target = Path(out) if out else default_output(path)
+    check_writable(target, force)  # fail before the (long) read
+    conv = prepare(path, arch_name, predict_net, inflate, allow_nonfinite)
+    return save_conversion(conv, target, force), conv
+
+
+def _read_model_file(path: Path) -> dict[str, Any]:
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        payload: dict[str, Any] = {k: json.loads(v) for k, v in meta.items()}
+        payload["state_dict"] = load_file(str(path))
+        return payload
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a foreign or broken file
+        raise CheckpointFormatError(f"{path}: not a readable nlconvert model file ({exc.__class__.__name__})") from exc
+    return payload if isinstance(payload, dict) else {}
+
+
+def load_model(path: str | Path, head: Head = "clip", **convert_kw: Any) -> NLResNet:
+    """Load a converted model (``.pt``/``.safetensors``) in eval mode.
+
+    An original Caffe2 checkpoint (``.pkl``/``.pb``) is converted in memory instead.
+    ``head="fully_conv"`` selects the official fully-convolutional test head.
+    """
+    p = Path(path)
+    if p.suffix in (".pkl", ".pickle", ".pb"):
+        return convert_checkpoint(p, head=head, **convert_kw)
+    payload = _read_model_file(p)
+    if payload.get("format") != FILE_FORMAT or "state_dict" not in payload:
+        raise CheckpointFormatError(f"{p}: not an nlconvert model file (convert it first)")
+    arch = ArchSpec.from_dict(payload["arch"])
+    model = model_from_state(arch, payload["state_dict"], head, payload.get("class_names"))
+    model.provenance = dict(payload.get("provenance", {}))
+    return model
+
+
+def save_model(
+    model: NLResNet, out: str | Path, provenance: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a model (e.g. one built in memory) in the same file format as a conversion."""
+    out = Path(out)
+    payload = {
+        "format": FILE_FORMAT,
+        "format_version": FILE_FORMAT_VERSION,
+        "arch": model.arch.to_dict(),
+        "class_names": model.class_names,
+        "normalization": _NORMALIZATION,
+        "provenance": dict(provenance or model.provenance or {}),
+        "state_dict": dict(model.state_dict()),
+    }
+    with atomic_output(out, force) as tmp:
+        torch.save(payload, tmp)
+    return out

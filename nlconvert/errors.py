@@ -1,0 +1,57 @@
+"""Error types of nlconvert.
+
+Every failure a user can cause (a bad file, a wrong architecture, a missing blob) is raised
+as a subclass of :class:`NLConvertError`; the command line catches it once and prints a
+single line. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+# Exit codes of the command line (documented in the README).
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class NLConvertError(Exception):
+    """Base class of the errors a user can cause; printed as one line by the CLI."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CheckpointFormatError(NLConvertError):
+    """A file is not a readable Caffe2 checkpoint (truncated, wrong kind, corrupt)."""
+
+
+class UnsafePickleError(CheckpointFormatError):
+    """A pickle asked for something beyond numpy arrays and plain containers."""
+
+
+class NonFiniteWeightError(CheckpointFormatError):
+    """A weight blob holds NaN or Inf values."""
+
+
+class ArchitectureError(NLConvertError):
+    """The architecture is unknown, ambiguous, or does not fit the input."""
+
+
+class MappingError(NLConvertError):
+    """A blob is missing, left over, or has the wrong shape for the model."""
+
+
+class OutputExistsError(NLConvertError):
+    """The output file exists and ``--force`` was not given."""
+
+
+class InputShapeError(NLConvertError):
+    """An input tensor has a shape the network cannot take."""
+
+
+class VideoError(NLConvertError):
+    """A video cannot be opened or decoded."""
+
+
+class ParityError(NLConvertError):
+    """Outputs differ beyond tolerance."""
+
+    exit_code = EXIT_CHECK_FAILED

@@ -1,0 +1,7 @@
+"""The PyTorch NL-ResNet and its layers."""
+
+from .layers import Affine3d, FrozenBatchNorm3d
+from .nonlocal_block import NonLocalBlock
+from .resnet import Head, NLResNet, build_model
+
+__all__ = ["Affine3d", "FrozenBatchNorm3d", "Head", "NLResNet", "NonLocalBlock", "build_model"]

@@ -1,0 +1,254 @@
+"""The NL-ResNet video network (C2D / I3D, ResNet-50/101, with or without non-local blocks).
+
+One builder turns an :class:`~nlconvert.arch.ArchSpec` into a module; the variants of the
+official code are arguments of small blocks, not subclasses. Nothing here knows Caffe2
+blob names: ``weights_map/blob_rules.toml`` maps them onto this module's parameter names.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..arch import STAGE_INNER, STAGE_NAMES, STAGE_STRIDES, STAGE_WIDTHS, ArchSpec
+from .layers import make_norm
+from .nonlocal_block import NonLocalBlock
+
+Head = Literal["clip", "fully_conv"]
+
+
+def _conv(c_in: int, c_out: int, k: tuple[int, int, int], s: tuple[int, int, int],
+          p: tuple[int, int, int]) -> nn.Conv3d:
+    return nn.Conv3d(c_in, c_out, k, stride=s, padding=p, bias=False)
+
+
+class Stem(nn.Module):
+    """conv1 (1+2u)x7x7 + norm + ReLU + the un-padded pool1 (224 -> 112 -> 55)."""
+
+    def __init__(self, arch: ArchSpec) -> None:
+        super().__init__()
+        u = arch.conv1_temporal
+        self.conv = _conv(3, 64, (1 + 2 * u, 7, 7), (arch.conv1_temporal_stride, 2, 2), (u, 3, 3))
+        self.norm = make_norm(arch.norm, 64, arch.bn_eps)
+        self.pool_kernel = arch.pool1_kernel
+        self.pool_stride = arch.pool1_stride
+
+    def forward(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        x = F.relu(self.norm(self.conv(x)))
+        if taps is not None:
+            taps["stem"] = x
+        return F.max_pool3d(x, self.pool_kernel, self.pool_stride)
+
+
+class Shortcut(nn.Module):
+    """Projection shortcut of a stage's first block: 1x1x1 conv, stride (1, s, s), + norm."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, arch: ArchSpec) -> None:
+        super().__init__()
+        self.conv = _conv(c_in, c_out, (1, 1, 1), (1, stride, stride), (0, 0, 0))
+        self.norm = make_norm(arch.norm, c_out, arch.bn_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class Bottleneck(nn.Module):
+    """(1+2u)x1x1 -> 1x3x3 (spatial stride) -> 1x1x1, each with norm; ReLU after a, b and the sum."""
+
+    def __init__(self, c_in: int, c_out: int, inner: int, stride: int, temporal: int,
+                 arch: ArchSpec) -> None:
+        super().__init__()
+        u = temporal
+        self.conv_a = _conv(c_in, inner, (1 + 2 * u, 1, 1), (1, 1, 1), (u, 0, 0))
+        self.norm_a = make_norm(arch.norm, inner, arch.bn_eps)
+        self.conv_b = _conv(inner, inner, (1, 3, 3), (1, stride, stride), (0, 1, 1))
+        self.norm_b = make_norm(arch.norm, inner, arch.bn_eps)
+        self.conv_c = _conv(inner, c_out, (1, 1, 1), (1, 1, 1), (0, 0, 0))
+        self.norm_c = make_norm(arch.norm, c_out, arch.bn_eps)
+        needs_projection = c_in != c_out or stride != 1
+        self.shortcut: nn.Module = (
+            Shortcut(c_in, c_out, stride, arch) if needs_projection else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.norm_a(self.conv_a(x)))
+        y = F.relu(self.norm_b(self.conv_b(y)))
+        y = self.norm_c(self.conv_c(y))
+        return F.relu(y + self.shortcut(x))
+
+
+class Stage(nn.Module):
+    """A stage of bottleneck blocks, with non-local blocks after some of them."""
+
+    def __init__(self, name: str, index: int, c_in: int, arch: ArchSpec) -> None:
+        super().__init__()
+        self.name = name
+        c_out, inner = STAGE_WIDTHS[index], STAGE_INNER[index]
+        temporal = arch.temporal_convs[index]
+        blocks = []
+        for i, u in enumerate(temporal):
+            stride = STAGE_STRIDES[index] if i == 0 else 1
+            blocks.append(Bottleneck(c_in if i == 0 else c_out, c_out, inner, stride, u, arch))
+        self.blocks = nn.ModuleList(blocks)
+        grouped = arch.is_grouped(name)
+        self.nonlocal_blocks = nn.ModuleDict(
+            {str(i): NonLocalBlock(c_out, arch.nonlocal_block, grouped)
+             for i in arch.nonlocal_indices(name)}
+        )
+
+    def forward(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if taps is not None:
+                taps[f"{self.name}.{i}"] = x
+            key = str(i)
+            if key in self.nonlocal_blocks:
+                x = self.nonlocal_blocks[key](x)
+                if taps is not None:
+                    taps[f"{self.name}.{i}.nonlocal"] = x
+        return x
+
+
+class ClassifierHead(nn.Module):
+    """Both heads of the official code over one ``fc`` (the Caffe2 ``pred`` blobs).
+
+    ``clip`` (train/val nets): mean over T, H, W (the Caffe2 AveragePool (Tp, 7, 7) at the
+    training clip), then the FC: N x classes logits. ``fully_conv`` (TEST.TEST_FULLY_CONV):
+    AveragePool (Tp, 7, 7) stride 1, ``pred`` as a 1x1x1 conv, softmax over classes at
+    every remaining position, then the mean: N x classes probabilities (the mean of
+    softmaxes, not the softmax of the mean logits).
+    """
+
+    def __init__(self, arch: ArchSpec, head: Head) -> None:
+        super().__init__()
+        self.fc = nn.Linear(STAGE_WIDTHS[-1], arch.num_classes)
+        self.pool_kernel = (arch.pool5_temporal_kernel, 7, 7)
+        self.mode: Head = head
+
+    def forward(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        if self.mode == "clip":
+            pooled = x.mean(dim=(2, 3, 4))
+            if taps is not None:
+                taps["pool5"] = pooled
+            logits = self.fc(pooled)
+            if taps is not None:
+                taps["logits"] = logits
+            return logits
+        pooled = F.avg_pool3d(x, self.pool_kernel, stride=1)
+        if taps is not None:
+            taps["pool5"] = pooled
+        weight = self.fc.weight.reshape(self.fc.weight.shape + (1, 1, 1))
+        scores = F.conv3d(pooled, weight, self.fc.bias)
+        if taps is not None:
+            taps["logits_map"] = scores
+        probs = torch.softmax(scores, dim=1).mean(dim=(2, 3, 4))
+        if taps is not None:
+            taps["probs"] = probs
+        return probs
+
+
+class NLResNet(nn.Module):
+    """The video ResNet of the official code. Input N x 3 x T x H x W, RGB, normalised.
+
+    Output: N x classes logits (``head="clip"``) or N x classes mean-softmax probabilities
+    (``head="fully_conv"``). Attributes carried for users: ``arch`` (the
+    :class:`~nlconvert.arch.ArchSpec`), ``class_names``, ``input_mean``/``input_std``.
+    """
+
+    input_mean = 114.75  # (pixel - mean) / std on RGB in [0, 255], as the official loader
+    input_std = 57.375
+
+    def __init__(self, arch: ArchSpec, head: Head = "clip",
+                 class_names: list[str] | None = None) -> None:
+        super().__init__()
+        self.arch = arch
+        self.class_names = class_names
+        self.provenance: dict[str, object] = {}
+        self.stem = Stem(arch)
+        c_in = 64
+        stages = []
+        for index, name in enumerate(STAGE_NAMES):
+            stages.append(Stage(name, index, c_in, arch))
+            c_in = STAGE_WIDTHS[index]
+        self.res2, self.res3, self.res4, self.res5 = stages
+        self.head = ClassifierHead(arch, head)
+
+    @property
+    def head_mode(self) -> Head:
+        return self.head.mode
+
+    def set_head(self, head: Head) -> NLResNet:
+        """Switch between the ``clip`` and ``fully_conv`` heads (same weights)."""
+        if head not in ("clip", "fully_conv"):
+            raise ValueError(f"head must be 'clip' or 'fully_conv', not {head!r}")
+        self.head.mode = head
+        return self
+
+    def _run(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None
+             ) -> torch.Tensor:
+        x = self.stem(x, taps)
+        if taps is not None:
+            taps["pool1"] = x
+        x = self.res2(x, taps)
+        x = F.max_pool3d(x, (2, 1, 1), (2, 1, 1))  # pool2
+        if taps is not None:
+            taps["pool2"] = x
+        x = self.res3(x, taps)
+        x = self.res4(x, taps)
+        x = self.res5(x, taps)
+        return self.head(x, taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, None)
+
+    def forward_intermediates(self, x: torch.Tensor
+                              ) -> tuple[torch.Tensor, OrderedDict[str, torch.Tensor]]:
+        """The output and every named activation: ``stem``, ``pool1``, ``res2.0`` ...
+        ``res3.1.nonlocal`` ..., ``pool2``, ``pool5``, ``logits`` or ``logits_map``/``probs``."""
+        taps: OrderedDict[str, torch.Tensor] = OrderedDict()
+        out = self._run(x, taps)
+        return out, taps
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`~nlconvert.errors.InputShapeError` for a clip this network cannot take."""
+        from ..errors import InputShapeError
+
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise InputShapeError(f"expected N x 3 x T x H x W, got {tuple(x.shape)}")
+        _, _, t, h, w = x.shape
+        self.arch.check_input(int(t), int(h), int(w))
+        if self.head.mode == "fully_conv":
+            t5 = self.arch.temporal_sizes(int(t))["res5"]
+            h5, w5 = self.arch.spatial_size(int(h)), self.arch.spatial_size(int(w))
+            if t5 < self.arch.pool5_temporal_kernel or h5 < 7 or w5 < 7:
+                raise InputShapeError(
+                    f"{self.arch.name}: the fully-convolutional head pools "
+                    f"{self.arch.pool5_temporal_kernel}x7x7 at res5, but {t}x{h}x{w} input "
+                    f"leaves {t5}x{h5}x{w5} there (use at least {self.arch.frames} frames "
+                    "and 224x224 pixels)"
+                )
+
+
+def build_model(arch: ArchSpec, head: Head = "clip", class_names: list[str] | None = None,
+                device: str | torch.device | None = None) -> NLResNet:
+    """Build the network of `arch` (eval mode). ``device="meta"`` allocates no memory."""
+    if arch.is_2d:
+        from ..errors import ArchitectureError
+
+        raise ArchitectureError(
+            f"{arch.name} is a 2D ImageNet checkpoint, not a video network: convert it with "
+            "--inflate --arch <video architecture>"
+        )
+    if device is not None:
+        with torch.device(device):
+            model = NLResNet(arch, head, class_names)
+    else:
+        model = NLResNet(arch, head, class_names)
+    return model.eval()

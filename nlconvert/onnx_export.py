@@ -1,0 +1,310 @@
+"""Export an :class:`~nlconvert.model.NLResNet` to ONNX, then prove the file right.
+
+The steps: trace the network with the TorchScript exporter (``dynamo=False``, see below),
+declare batch, frames, height and width dynamic (unless ``static``), store the architecture,
+head, class names, version and provenance in ``metadata_props``, optionally convert weights
+and compute to float16, then check the file (``onnx.checker`` full check, shape inference)
+and run it in ONNX Runtime against the PyTorch model at the export size and at a second
+size. Nothing is left at the output path unless every check passed (:func:`atomic_output`).
+
+Why the TorchScript exporter: it reads ``x.shape`` in the non-local reshapes as ``Shape``
+ops, so every zoo network exports with dynamic batch/T/H/W and no size of the example input
+baked in; the dynamo exporter (torch 2.13's default) fixes each size the example has unless
+it is declared with a ``Dim`` whose multiple fits every stride, and may silently produce a
+different opset than asked (SPEC.md section 5). Both risks are checked here anyway: the opset
+of the file is verified and the file is run at a second shape.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import atomic_output
+from .errors import InputShapeError, NLConvertError, ParityError
+from .model.resnet import Head, NLResNet
+
+INPUT_NAME = "clip"
+OUTPUT_NAMES: dict[str, str] = {"clip": "logits", "fully_conv": "probs"}
+DEFAULT_OPSET = 17
+FP32_RTOL = 1e-4  # max |onnx - torch| / max |torch| for a float32 file, clip head (logits)
+# The fully-convolutional head outputs probabilities: softmax turns an absolute logit error e
+# into a relative probability error of about e, and logits are O(10), so 1e-4 relative on
+# the logits is about 1e-3 relative on the probabilities.
+FP32_RTOL_PROBS = 1e-3
+FP16_RTOL = 5e-2  # the same bound for a float16 file (weights and compute in half)
+DYNAMIC_AXES = {0: "batch", 2: "frames", 3: "height", 4: "width"}
+
+# Keys of the ONNX metadata_props written by this module.
+META_ARCH = "nlconvert.arch"
+META_HEAD = "nlconvert.head"
+META_CLASS_NAMES = "nlconvert.class_names"
+META_VERSION = "nlconvert.version"
+META_PROVENANCE = "nlconvert.provenance"
+META_PRECISION = "nlconvert.precision"
+META_NORMALIZATION = "nlconvert.normalization"
+META_DYNAMIC = "nlconvert.dynamic"
+
+
+class ExportError(NLConvertError):
+    """The exporter failed or produced a file that does not pass the ONNX checks."""
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """One ONNX Runtime run of the exported file against the PyTorch model (float32)."""
+
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float  # max abs error / max |reference|
+    top1_agree: float  # fraction of clips whose top-1 class is the same
+    top5_agree: float  # fraction of clips whose top-5 sets are the same
+
+    def describe(self) -> str:
+        dims = "x".join(map(str, self.shape))
+        return (f"{dims}: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g}, "
+                f"top-1 agree {self.top1_agree:.0%}, top-5 agree {self.top5_agree:.0%}")
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote and measured."""
+
+    path: Path
+    opset: int
+    head: str
+    precision: str
+    dynamic: bool
+    checks: list[ParityCheck] = field(default_factory=list)
+    tolerance: float = FP32_RTOL
+    size_bytes: int = 0
+
+
+def compare_outputs(out: np.ndarray, ref: np.ndarray, shape: Sequence[int]) -> ParityCheck:
+    """Errors of `out` against the reference `ref` (both N x classes)."""
+    out = np.asarray(out, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    max_abs = float(np.abs(out - ref).max()) if ref.size else 0.0
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    max_rel = max_abs / max(scale, 1e-12)
+    top1 = float(np.mean(out.argmax(-1) == ref.argmax(-1))) if ref.size else 1.0
+    k = min(5, ref.shape[-1])
+    o5 = np.sort(np.argsort(-out, axis=-1)[:, :k], axis=-1)
+    r5 = np.sort(np.argsort(-ref, axis=-1)[:, :k], axis=-1)
+    top5 = float(np.mean(np.all(o5 == r5, axis=-1))) if ref.size else 1.0
+    return ParityCheck(tuple(int(s) for s in shape), max_abs, max_rel, top1, top5)
+
+
+def doc_string(model: NLResNet, head: str, dynamic: bool, fp16: bool) -> str:
+    """The ONNX ``doc_string``: inputs, outputs and the shapes the network can take."""
+    arch = model.arch
+    out = OUTPUT_NAMES[head]
+    what = ("logits (N x classes)" if head == "clip"
+            else "mean over positions of the per-position softmax (N x classes probabilities)")
+    lines = [
+        f"nlconvert {__version__}: {arch.describe()}.",
+        f"Input '{INPUT_NAME}': float32 N x 3 x T x H x W, RGB, (pixel - 114.75) / 57.375.",
+        f"Output '{out}': float32 {what}.",
+        ("Batch, frames, height and width are dynamic." if dynamic
+         else "Static shapes: the input must have exactly the export shape."),
+        f"Frames: at least {arch.temporal_reduction}; H, W at least 32.",
+    ]
+    if any(arch.is_grouped(s) for s in arch.nonlocal_block.grouped_stages):
+        g = arch.nonlocal_block.group_size
+        lines.append(
+            f"Grouped non-local in {', '.join(arch.nonlocal_block.grouped_stages)}: T at res3 "
+            f"must be divisible by {g}, i.e. frames a multiple of {g * arch.temporal_reduction}; "
+            "other lengths give wrong shapes or an error."
+        )
+    if head == "fully_conv":
+        lines.append(
+            f"Fully-convolutional head: needs at least {arch.frames} frames and 224x224 pixels "
+            f"(it pools {arch.pool5_temporal_kernel}x7x7 at res5)."
+        )
+    if fp16:
+        lines.append("Weights and compute in float16; softmaxes in float32; input/output float32.")
+    lines.append("Check inputs with nlconvert.onnx_runtime.OnnxModel (reads the metadata).")
+    return "\n".join(lines)
+
+
+def _trace(model: NLResNet, example: torch.Tensor, opset: int, dynamic: bool,
+           out_name: str) -> bytes:
+    buf: Any = io.BytesIO()  # the TorchScript exporter writes to file objects too
+    axes: dict[str, dict[int, str]] | None = None
+    if dynamic:
+        axes = {INPUT_NAME: dict(DYNAMIC_AXES), out_name: {0: "batch"}}
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo; chosen on purpose.
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                model, (example,), buf, dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[out_name], dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+        except Exception as exc:  # the exporter raises many types
+            raise ExportError(f"ONNX export failed: {exc.__class__.__name__}: {exc}") from exc
+    return buf.getvalue()
+
+
+def build_proto(model: NLResNet, *, head: Head | None = None, opset: int = DEFAULT_OPSET,
+                dynamic: bool = True, fp16: bool = False,
+                example_shape: Sequence[int] | None = None,
+                provenance: dict[str, Any] | None = None) -> Any:
+    """The ``onnx.ModelProto`` of `model` (not written, not verified)."""
+    import onnx
+
+    head = head or model.head_mode
+    if head not in OUTPUT_NAMES:
+        raise ExportError(f"head must be 'clip' or 'fully_conv', not {head!r}")
+    if opset < 17:
+        raise ExportError(f"opset {opset}: nlconvert exports opset 17 or newer")
+    previous = model.head_mode
+    model.set_head(head)
+    try:
+        shape = tuple(example_shape or default_export_shape(model))
+        example = torch.zeros(shape)
+        model.check_input(example)
+        proto = onnx.load_from_string(
+            _trace(model.eval(), example, opset, dynamic, OUTPUT_NAMES[head]))
+    finally:
+        model.set_head(previous)
+    got = {o.domain: o.version for o in proto.opset_import}.get("", 0)
+    if got != opset:  # SPEC 5: a requested opset may silently become another
+        raise ExportError(f"asked for opset {opset}, the exporter wrote opset {got}")
+    if fp16:
+        from .deploy.fp16 import convert_float16
+
+        proto = convert_float16(proto)
+    proto.producer_name = "nlconvert"
+    proto.producer_version = __version__
+    proto.doc_string = doc_string(model, head, dynamic, fp16)
+    prov = dict(provenance if provenance is not None else model.provenance or {})
+    prov.setdefault("exporter", f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}")
+    meta = {
+        META_ARCH: model.arch.to_json(),
+        META_HEAD: head,
+        META_CLASS_NAMES: json.dumps(model.class_names),
+        META_VERSION: __version__,
+        META_PROVENANCE: json.dumps(prov, default=str, sort_keys=True),
+        META_PRECISION: "fp16" if fp16 else "fp32",
+        META_NORMALIZATION: json.dumps({"mean": model.input_mean, "std": model.input_std,
+                                        "channels": "RGB", "layout": "NCTHW"}),
+        META_DYNAMIC: json.dumps(sorted(DYNAMIC_AXES.values()) if dynamic else []),
+    }
+    onnx.helper.set_model_props(proto, meta)
+    return proto
+
+
+def default_export_shape(model: NLResNet) -> tuple[int, int, int, int, int]:
+    """Batch 1, the training clip length, the training crop (224)."""
+    arch = model.arch
+    return (1, 3, arch.frames, arch.crop_size, arch.crop_size)
+
+
+def second_shape(model: NLResNet, export_shape: Sequence[int]) -> tuple[int, int, int, int, int]:
+    """Another valid shape for the dynamic check: batch 2, twice the frames, 32 more pixels.
+
+    Twice a valid length stays valid for the grouped non-local (a multiple of the group).
+    """
+    _, c, t, h, w = (int(s) for s in export_shape)
+    return (2, c, 2 * t, h + 32, w + 32)
+
+
+def verify_file(path: str | Path, model: NLResNet, head: str,
+                shapes: Sequence[Sequence[int]], seed: int = 0) -> list[ParityCheck]:
+    """Run the file in ONNX Runtime (CPU) and the PyTorch model on seeded clips of each shape."""
+    import onnx
+
+    from .deploy.synthetic import seeded_clip
+    from .onnx_runtime import open_session
+
+    try:
+        # full_check runs strict shape inference over the whole graph too.
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # onnx raises ValidationError / InferenceError / RuntimeError
+        raise ExportError(f"exported file fails the ONNX checks: {exc}") from exc
+    session, _ = open_session(path, providers=["CPUExecutionProvider"])
+    previous = model.head_mode
+    model.set_head(head)  # type: ignore[arg-type]
+    checks = []
+    try:
+        for i, shape in enumerate(shapes):
+            clip = seeded_clip(tuple(shape), seed + i)
+            model.check_input(clip)
+            with torch.no_grad():
+                ref = model(clip).numpy()
+            out = session.run(None, {INPUT_NAME: clip.numpy()})[0]
+            if out.shape != ref.shape:
+                raise ExportError(f"ONNX output shape {out.shape} != PyTorch {ref.shape}")
+            checks.append(compare_outputs(out, ref, shape))
+    finally:
+        model.set_head(previous)
+    return checks
+
+
+def export_onnx(
+    model: NLResNet,
+    out: str | Path,
+    *,
+    head: Head | None = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic: bool = True,
+    fp16: bool = False,
+    example_shape: Sequence[int] | None = None,
+    check_shapes: Sequence[Sequence[int]] | None = None,
+    tolerance: float | None = None,
+    provenance: dict[str, Any] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> ExportReport:
+    """Export `model` to `out` (one file, weights inside) and verify it; see the module doc.
+
+    `example_shape` (default batch 1, training frames, 224 px) is traced; the file is then run
+    at that shape and at `check_shapes` (default :func:`second_shape`; a static file only at
+    its own shape). Raises :class:`ParityError` (exit code 1) when the relative error exceeds
+    `tolerance` (float32: 1e-4 on logits, 1e-3 on the fully-convolutional head's probabilities;
+    float16: 5e-2); the output file is then not written.
+    """
+    head = head or model.head_mode
+    shape = tuple(int(s) for s in (example_shape or default_export_shape(model)))
+    if len(shape) != 5:
+        raise InputShapeError(f"example shape must be N x 3 x T x H x W, got {shape}")
+    if check_shapes is None:
+        check_shapes = [shape, second_shape(model, shape)] if dynamic else [shape]
+    if tolerance is not None:
+        tol = tolerance
+    elif fp16:
+        tol = FP16_RTOL
+    else:
+        tol = FP32_RTOL_PROBS if head == "fully_conv" else FP32_RTOL
+    import onnx
+
+    with atomic_output(out, force) as tmp:
+        proto = build_proto(model, head=head, opset=opset, dynamic=dynamic, fp16=fp16,
+                            example_shape=shape, provenance=provenance)
+        # One self-contained file: no external data, so no temporary data-file name inside.
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        del proto
+        checks = verify_file(tmp, model, head, check_shapes)
+        report = ExportReport(Path(out), opset, head, "fp16" if fp16 else "fp32", dynamic,
+                              checks, tol, tmp.stat().st_size)
+        for check in checks:
+            if log:
+                log(f"onnxruntime vs pytorch at {check.describe()}")
+        worst = max(c.max_rel for c in checks)
+        if not np.isfinite(worst) or worst > tol:
+            raise ParityError(
+                f"ONNX output differs from PyTorch: max rel err {worst:.3g} > {tol:g} "
+                f"({report.precision}); {out} not written"
+            )
+    return report

@@ -1,0 +1,204 @@
+"""Per-video evaluation results in SQLite, written as they are computed.
+
+WAL mode, one transaction per video: a killed run loses at most the video in flight, and a
+rerun with the same database skips every video already recorded (scored or failed), so no
+video is ever scored twice. The ``runs`` table pins the model (SHA-256 of its file), the
+architecture, the views and the clip; a database made with another model is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import NLConvertError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    schema_version INTEGER NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    model_path TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    views TEXT NOT NULL,
+    frames INTEGER NOT NULL,
+    rate INTEGER NOT NULL,
+    num_classes INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    list_path TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS videos (
+    key TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    path TEXT,
+    label INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    kind TEXT,
+    reason TEXT,
+    pred INTEGER,
+    top5 TEXT,
+    scores BLOB,
+    num_frames INTEGER,
+    seconds REAL,
+    recorded REAL NOT NULL
+);
+"""
+
+
+class DatabaseMismatchError(NLConvertError):
+    """The results database belongs to another model, architecture or view setting."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What makes results comparable: the same model file, architecture, views and clip."""
+
+    model_sha256: str
+    model_path: str
+    arch: str
+    views: str
+    frames: int
+    rate: int
+    num_classes: int
+
+    def identity(self) -> tuple[Any, ...]:
+        """The fields that must match to reuse a database (not the model's path)."""
+        return (self.model_sha256, self.arch, self.views, self.frames, self.rate, self.num_classes)
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One recorded video."""
+
+    key: str
+    label: int
+    status: str  # "ok" or "failed"
+    kind: str | None
+    reason: str | None
+    pred: int | None
+    top5: list[int] | None
+    num_frames: int | None
+    seconds: float | None
+
+
+class ResultsDB:
+    """An open results database bound to one :class:`RunConfig`."""
+
+    def __init__(self, path: str | Path, config: RunConfig, list_path: str = "") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise NLConvertError(f"{self.path}: not a usable results database ({exc})") from None
+        self.config = config
+        self.run_id = self._bind(config)
+        cur = self.conn.execute(
+            "INSERT INTO sessions (run_id, list_path, started) VALUES (?, ?, ?)",
+            (self.run_id, list_path, time.time()),
+        )
+        self.session_id = int(cur.lastrowid or 0)
+
+    def _bind(self, config: RunConfig) -> int:
+        rows = self.conn.execute(
+            "SELECT id, model_sha256, arch, views, frames, rate, num_classes, model_path "
+            "FROM runs ORDER BY id"
+        ).fetchall()
+        for row in rows:
+            if tuple(row[1:7]) == config.identity():
+                return int(row[0])
+        if rows:
+            old = rows[0]
+            raise DatabaseMismatchError(
+                f"{self.path} holds results of another setting (model {old[7]} sha256 "
+                f"{old[1][:12]}, arch {old[2]}, views {old[3]}, clip {old[4]}x{old[5]}); "
+                f"this run is {config.model_path} sha256 {config.model_sha256[:12]}, arch "
+                f"{config.arch}, views {config.views}, clip {config.frames}x{config.rate}: "
+                "use another --db"
+            )
+        cur = self.conn.execute(
+            "INSERT INTO runs (schema_version, model_sha256, model_path, arch, views, frames, "
+            "rate, num_classes, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (SCHEMA_VERSION, config.model_sha256, config.model_path, config.arch, config.views,
+             config.frames, config.rate, config.num_classes, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def done_keys(self) -> set[str]:
+        """Keys already recorded (scored or failed) for this run."""
+        rows = self.conn.execute("SELECT key FROM videos WHERE run_id = ?", (self.run_id,))
+        return {r[0] for r in rows}
+
+    def record_ok(
+        self, key: str, path: str, label: int, scores: np.ndarray, num_frames: int, seconds: float
+    ) -> None:
+        """Store a scored video (its summed softmax scores) in one transaction."""
+        order = np.argsort(scores, kind="stable")[::-1]  # as the official evaluate_result
+        self._insert(
+            key, path, label, "ok", None, None, int(np.argmax(scores)),
+            json.dumps([int(i) for i in order[:5]]),
+            np.asarray(scores, dtype=np.float32).tobytes(), num_frames, seconds,
+        )
+
+    def record_failure(
+        self, key: str, path: str | None, label: int, kind: str, reason: str, seconds: float
+    ) -> None:
+        """Store a video that could not be scored, with a one-line reason."""
+        reason = " ".join(reason.split())
+        self._insert(key, path, label, "failed", kind, reason, None, None, None, None, seconds)
+
+    def _insert(self, *values: Any) -> None:
+        with self.conn:  # one transaction per video
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(
+                "INSERT INTO videos (key, path, label, status, kind, reason, pred, top5, scores, "
+                "num_frames, seconds, run_id, session_id, recorded) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, self.run_id, self.session_id, time.time()),
+            )
+
+    def results(self) -> dict[str, VideoResult]:
+        """Every recorded video of this run, by key."""
+        rows = self.conn.execute(
+            "SELECT key, label, status, kind, reason, pred, top5, num_frames, seconds "
+            "FROM videos WHERE run_id = ?",
+            (self.run_id,),
+        )
+        out = {}
+        for key, label, status, kind, reason, pred, top5, nf, sec in rows:
+            out[key] = VideoResult(
+                key, label, status, kind, reason, pred, json.loads(top5) if top5 else None, nf, sec
+            )
+        return out
+
+    def scores(self, key: str) -> np.ndarray | None:
+        """The stored summed scores of a video (None if it failed or is absent)."""
+        row = self.conn.execute(
+            "SELECT scores FROM videos WHERE run_id = ? AND key = ?", (self.run_id, key)
+        ).fetchone()
+        return np.frombuffer(row[0], dtype=np.float32).copy() if row and row[0] else None
+
+    def close(self) -> None:
+        """Mark the session finished and close."""
+        self.conn.execute(
+            "UPDATE sessions SET finished = ? WHERE id = ?", (time.time(), self.session_id)
+        )
+        self.conn.close()
