@@ -2,7 +2,7 @@
 
     python benchmarks/bench_onnx.py [--model MODEL.pt] [--arch i3d_nonlocal_8x8] \
         [--frames 8] [--size 224] [--batch 1] [--threads 2] [--runs 10] \
-        [--fast] [--compile] [--int8] [--out benchmarks/results.md] [--json FILE]
+        [--fast] [--compile] [--int8] [--out RESULTS.md] [--json FILE]
 
 The same numbers as ``nlconvert bench`` (same seeded clips, round-robin timing, errors
 against PyTorch eager fp32). Without --model a seeded synthetic network of --arch is used
@@ -46,7 +46,7 @@ def main() -> int:
     p.add_argument("--fast", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--int8", action="store_true")
-    p.add_argument("--out", default="benchmarks/results.md")
+    p.add_argument("--out", help="write the Markdown here (default: print it)")
     p.add_argument("--json")
     args = p.parse_args()
 
@@ -84,8 +84,11 @@ def main() -> int:
         format_markdown(results),
         "",
     ])
-    atomic_write_text(args.out, text, force=True)
-    print(f"wrote {args.out}")
+    if args.out:
+        atomic_write_text(args.out, text, force=True)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
     if args.json:
         write_json(results, args.json)
     return 0

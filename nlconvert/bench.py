@@ -118,7 +118,7 @@ def onnx_path(onnx_file: str | Path, provider: str, threads: int | None,
     from .onnx_runtime import OnnxModel
 
     prov = "CUDAExecutionProvider" if provider == "cuda" else "CPUExecutionProvider"
-    om = OnnxModel(onnx_file, providers=[prov], threads=threads, spin=False)
+    om = OnnxModel(onnx_file, providers=[prov], threads=threads)  # ORT's default spinning
     if om.provider != prov:
         raise RuntimeError(f"{onnx_file}: got {om.provider}, not {prov}")
     return BenchPath(name, provider, om.precision, lambda x: om(x.numpy()))
@@ -135,11 +135,13 @@ def _errors(out: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> tuple[float
 
 
 def run_benchmark(paths: Sequence[BenchPath], shape: Sequence[int], *, runs: int = 10,
-                  warmup: int = 2, error_clips: int = 3, seed: int = 0,
+                  warmup: int = 2, error_clips: int = 3, seed: int = 0, gap_s: float = 0.05,
                   log: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Time each path on clips of `shape` (N x 3 x T x H x W); the first path is the reference.
 
     Errors are measured on `error_clips` seeded clips against the first path's outputs.
+    Each timed call starts `gap_s` after the previous one ended, so the idle worker threads
+    of one runtime (ONNX Runtime and OpenMP spin a while) do not steal the next path's cores.
     """
     clips = [seeded_clip(tuple(shape), seed + i) for i in range(error_clips)]
     ref = [paths[0].run(c) for c in clips]
@@ -155,6 +157,7 @@ def run_benchmark(paths: Sequence[BenchPath], shape: Sequence[int], *, runs: int
     for r in range(runs):
         for p in paths:
             clip = clips[r % len(clips)]
+            time.sleep(gap_s)  # let the previous path's worker threads stop spinning
             start = time.perf_counter()
             p.run(clip)
             times[p.path, p.device, p.precision].append(time.perf_counter() - start)

@@ -55,7 +55,7 @@ class Conversion:
             "arch_reason": self.arch_reason,
             "nlconvert_version": __version__,
             "torch_version": str(torch.__version__),
-            "converted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "converted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "model_iter": self.meta.get("model_iter"),
             "ignored_blobs": len(self.ignored),
         }

@@ -8,7 +8,7 @@ shapes. :func:`format_table` prints what went where, grouped, as Detectron2's lo
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,11 +19,6 @@ import numpy as np
 import torch
 
 from .errors import MappingError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 

@@ -271,7 +271,7 @@ def export_onnx(
 
     `example_shape` (default batch 1, training frames, 224 px) is traced; the file is then run
     at that shape and at `check_shapes` (default :func:`second_shape`; a static file only at
-    its own shape). Raises :class:`ParityError` (exit code 1) when the relative error exceeds
+    its own shape) on seeded clips, in ONNX Runtime (CPU) and in PyTorch. Raises :class:`ParityError` (exit code 1) when the relative error exceeds
     `tolerance` (float32: 1e-4 on logits, 1e-3 on the fully-convolutional head's probabilities;
     float16: 5e-2); the output file is then not written.
     """
@@ -279,8 +279,14 @@ def export_onnx(
     shape = tuple(int(s) for s in (example_shape or default_export_shape(model)))
     if len(shape) != 5:
         raise InputShapeError(f"example shape must be N x 3 x T x H x W, got {shape}")
-    if check_shapes is None:
-        check_shapes = [shape, second_shape(model, shape)] if dynamic else [shape]
+    # Always the export shape first; a static file runs at no other shape.
+    if not dynamic:
+        check_shapes = [shape]
+    elif check_shapes is None:
+        check_shapes = [shape, second_shape(model, shape)]
+    else:
+        extra = [tuple(int(d) for d in s) for s in check_shapes]
+        check_shapes = [shape] + [s for s in extra if s != shape]
     if tolerance is not None:
         tol = tolerance
     elif fp16:

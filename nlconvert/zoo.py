@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -12,11 +12,6 @@ from typing import Any
 
 from .arch import STAGE_NAMES, ArchSpec, NonLocalSpec
 from .errors import ArchitectureError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 # A released file name is the architecture name plus a tail such as `_IN_pretrain_400k`.
 _RELEASE_TAIL = re.compile(r"^(?P<arch>.+?)_(?:IN|I3D)_pretrain_[0-9a-z_]+$")

@@ -71,3 +71,12 @@ def test_run_benchmark_rows_and_json(model, tmp_path):
     assert set(rows[0]) == {"path", "device", "precision", "batch", "median_s", "p90_s",
                             "clips_per_s", "max_rel_err", "top1_agree"}
     assert np.isfinite(rows[1]["max_rel_err"])
+
+
+@pytest.mark.slow
+def test_fast_compiled_close(model):
+    clip = seeded_clip((1, 3, 8, 32, 32), 6)
+    with torch.no_grad():
+        ref = model(clip)
+        out = optimize(model, compile=True)(clip)
+    assert _rel(out, ref) < 0.2 if bf16_is_fast() else _rel(out, ref) < 1e-3

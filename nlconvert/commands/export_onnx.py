@@ -59,13 +59,10 @@ def run(args: argparse.Namespace) -> int:
     check_writable(out, args.force)  # fail before the (long) load and export
     with status(f"loading {args.model}"):
         model = load_model(args.model, head=args.head)
-    shapes = args.check_shapes
-    if shapes and args.shape and tuple(args.shape) not in [tuple(s) for s in shapes]:
-        shapes = [args.shape, *shapes]
     with status(f"exporting to {out}"):
         report = export_onnx(
             model, out, head=args.head, opset=args.opset, dynamic=not args.static,
-            fp16=args.fp16, example_shape=args.shape, check_shapes=shapes,
+            fp16=args.fp16, example_shape=args.shape, check_shapes=args.check_shapes,
             tolerance=args.tolerance, force=args.force,
         )
     if args.fp16:

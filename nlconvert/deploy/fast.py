@@ -9,7 +9,8 @@ operations and lower precision:
   the THW x THW' affinity is never stored). SDPA's default scale 1/sqrt(d) with d = Ci is
   exactly the embedded Gaussian's Ci^-0.5;
 * weights and activations in bfloat16 (AMX / AVX512-BF16 tiles on CPUs that have them) and
-  the ``channels_last_3d`` memory layout oneDNN's convolutions prefer;
+  the ``channels_last_3d`` memory layout oneDNN's convolutions prefer; the head (pooling,
+  classifier, softmax) stays float32;
 * optionally ``torch.compile`` (inductor, with freezing) on top.
 
 The exact unfused float32 model stays the default everywhere else; this path is opt-in
@@ -123,6 +124,25 @@ def _use_sdpa(model: nn.Module) -> None:
                     blocks[key] = FastNonLocal(block)
 
 
+class Float32Head(nn.Module):
+    """The classifier head in float32 on a low-precision trunk.
+
+    Pooling 2048 x T x H x W features and the FC are cheap; rounding the pooled features to
+    bfloat16 (8 mantissa bits) would cost more accuracy than all the convolutions before.
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head.float()
+
+    @property
+    def mode(self) -> str:
+        return str(self.head.mode)
+
+    def forward(self, x: torch.Tensor, taps: Any = None) -> torch.Tensor:
+        return self.head(x.float(), taps)
+
+
 class FastModel(nn.Module):
     """The optimised network: float32 N x 3 x T x H x W in, float32 N x classes out."""
 
@@ -164,6 +184,8 @@ def optimize(model: NLResNet, dtype: torch.dtype | None = None, channels_last: b
     fold_norms(net)
     _use_sdpa(net)
     net = net.to(dtype)
+    if dtype != torch.float32:
+        net.head = Float32Head(net.head)  # type: ignore[assignment]
     if channels_last:
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     fast = FastModel(net, dtype, channels_last, model).eval()

@@ -12,8 +12,8 @@ from typing import Protocol
 
 from ..errors import CheckpointFormatError
 
-CHUNK = 1 << 20  # read-ahead for small items (opcodes, keys, short strings)
-BIG = 1 << 16  # payloads at least this long bypass the read-ahead buffer
+CHUNK = 1 << 16  # read-ahead for small items (opcodes, keys, short strings)
+BIG = 1 << 12  # payloads at least this long bypass the read-ahead buffer
 
 
 class RawFile(Protocol):

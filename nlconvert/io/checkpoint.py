@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,21 @@ def read_checkpoint(
     """
     p = Path(path)
     predict_net = netdef_io.read_netdef(predict_net_path) if predict_net_path else None
-    if sniff(p) == PICKLE:
-        fmt, blobs, ignored, meta = _read_pickle(p, allow_nonfinite)
-    else:
-        fmt, meta = "init_net", {}
-        blobs, ignored = _read_init_net(p, predict_net, allow_nonfinite)
+    kind = sniff(p)
+    # Hash on the second core while the first parses: hashlib releases the GIL on large
+    # chunks, and a full checkpoint takes about as long to hash as to read.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(file_sha256, p)
+        try:
+            if kind == PICKLE:
+                fmt, blobs, ignored, meta = _read_pickle(p, allow_nonfinite)
+            else:
+                fmt, meta = "init_net", {}
+                blobs, ignored = _read_init_net(p, predict_net, allow_nonfinite)
+        except BaseException:
+            digest.cancel()
+            raise
+        sha256 = digest.result()
     if not blobs:
         raise CheckpointFormatError(f"{p}: no weight blobs found in the checkpoint")
     return Checkpoint(
@@ -183,6 +194,6 @@ def read_checkpoint(
         blobs=blobs,
         ignored=ignored,
         meta=meta,
-        sha256=file_sha256(p),
+        sha256=sha256,
         predict_net=predict_net,
     )

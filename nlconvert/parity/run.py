@@ -89,13 +89,18 @@ def load_input(path: str | Path) -> np.ndarray:
 
 
 def _baked_batch(net: Any) -> int | None:
-    """The batch size a Caffe2 net's non-local Reshapes were built for (None if none)."""
+    """The batch size a Caffe2 net's non-local Reshapes were built for (None if none).
+
+    Read off a res4 block when there is one: res3 blocks of the affine models are grouped,
+    and their Reshape bakes batch x groups.
+    """
+    found: dict[bool, int] = {}
     for op in net.op:
         if op.type == "Reshape" and op.output and op.output[0].endswith("_theta"):
             shape = arg_dict(op).get("shape")
             if shape and int(shape[0]) > 0:
-                return int(shape[0])
-    return None
+                found.setdefault(op.output[0].startswith("nonlocal_conv4_"), int(shape[0]))
+    return found.get(True, found.get(False))
 
 
 def _reference_net(conv: Conversion, user_net: Any, head: Head, clip: np.ndarray) -> tuple[Any, str]:
