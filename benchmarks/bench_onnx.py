@@ -74,7 +74,7 @@ def main() -> int:
     text = "\n".join([
         f"# {model.arch.name}, {frames}x{args.size}x{args.size}",
         "",
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine_line(args.threads)}",
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {machine_line(args.threads)}",
         f"model: {args.model or 'synthetic (seed 0)'}; {args.warmup} warm-up + {args.runs} "
         "timed runs per path, round-robin; errors against PyTorch eager fp32 on "
         f"{args.error_clips} seeded clips.",

@@ -23,6 +23,7 @@ from .arch_detect import resolve_arch
 from .atomic import atomic_output, check_writable
 from .classes import default_class_names
 from .errors import CheckpointFormatError
+from .io.checkpoint import read_checkpoint
 from .mapping import MappingResult, map_blobs
 from .model.resnet import Head, NLResNet, build_model
 
@@ -95,8 +96,6 @@ def prepare(
     allow_nonfinite: bool = False,
 ) -> Conversion:
     """Read a Caffe2 checkpoint, choose its architecture and map every blob (strictly)."""
-    from .io.checkpoint import read_checkpoint
-
     source = Path(path)
     ckpt = read_checkpoint(source, predict_net, allow_nonfinite=allow_nonfinite)
     if not ckpt.blobs:

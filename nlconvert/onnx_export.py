@@ -271,9 +271,10 @@ def export_onnx(
 
     `example_shape` (default batch 1, training frames, 224 px) is traced; the file is then run
     at that shape and at `check_shapes` (default :func:`second_shape`; a static file only at
-    its own shape) on seeded clips, in ONNX Runtime (CPU) and in PyTorch. Raises :class:`ParityError` (exit code 1) when the relative error exceeds
-    `tolerance` (float32: 1e-4 on logits, 1e-3 on the fully-convolutional head's probabilities;
-    float16: 5e-2); the output file is then not written.
+    its own shape) on seeded clips, in ONNX Runtime (CPU) and in PyTorch. Raises
+    :class:`ParityError` (exit code 1) when the relative error exceeds `tolerance` (float32:
+    1e-4 on logits, 1e-3 on the fully-convolutional head's probabilities; float16: 5e-2);
+    the output file is then not written.
     """
     head = head or model.head_mode
     shape = tuple(int(s) for s in (example_shape or default_export_shape(model)))

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         ("[2/4] converting to PyTorch", ["caffe2-to-torch", str(ckpt), "-o", str(model), "--force"]),
         ("[3/4] exporting to ONNX", ["export-onnx", str(model), "-o", str(onnx), "--force"]),
         ("[4/4] parity: numpy Caffe2 reference vs PyTorch vs ONNX",
-         ["parity", str(ckpt), "--onnx", str(onnx), "--size", str(args.size),
+         ["parity", str(ckpt), "--onnx", str(onnx), "--onnx-layers", "--size", str(args.size),
           "--report", str(out / "parity.html"), "--json", str(out / "parity.json"), "--force"]),
     ]
     for title, argv in steps:

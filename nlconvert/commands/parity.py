@@ -18,9 +18,10 @@ def register(sub: Any) -> None:
     p.add_argument("checkpoint", help="official .pkl, converted .pkl, or init_net.pb")
     p.add_argument("--predict-net", help="run this predict_net.pb as the reference net")
     p.add_argument("--arch", help="architecture name")
-    p.add_argument("--onnx", help="also compare this ONNX file's output")
+    p.add_argument("--onnx", help="also compare this ONNX file's output (side onnx_file)")
     p.add_argument("--onnx-layers", action="store_true",
-                   help="export a temporary ONNX with every activation and compare layer by layer")
+                   help="also export a temporary ONNX that outputs every activation and compare "
+                   "it layer by layer (side onnx)")
     p.add_argument("--frames", type=int, help="clip length (default: the training clip)")
     p.add_argument("--size", type=int, help="height = width (default 224 clip head, 256 fully-conv)")
     p.add_argument("--batch", type=int, default=1)

@@ -59,13 +59,15 @@ def keep_blob(key: str) -> bool:
     return _reason(key) is None
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks into one reused buffer."""
     h = hashlib.sha256()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                h.update(view[:n])
     except OSError as e:
         raise CheckpointFormatError(f"{path}: cannot read: {e.strerror or e}") from None
     return h.hexdigest()

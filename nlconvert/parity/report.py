@@ -116,7 +116,7 @@ def error_plot_svg(result: ParityResult, width: int = 760, height: int = 260) ->
     """An inline SVG of the relative error by depth (log scale), one line per side."""
     pad_l, pad_r, pad_t, pad_b = 60, 20, 20, 40
     sides = result.sides
-    colors = {"torch": "#1f77b4", "onnx": "#d62728"}
+    colors = {"torch": "#1f77b4", "onnx": "#d62728", "onnx_file": "#ff7f0e"}
     rows = {s: [r for r in result.rows if r.side == s] for s in sides}
     n = max((len(v) for v in rows.values()), default=1)
     vals = [max(r.max_rel_err, 1e-12) for v in rows.values() for r in v if math.isfinite(r.max_rel_err)]

@@ -183,12 +183,14 @@ def _run_onnx_layers(model: NLResNet, clip: np.ndarray, names: list[str]) -> dic
 
 
 def _run_onnx_file(path: str | Path, clip: np.ndarray, head: str) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
+    from ..onnx_runtime import OnnxModel
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0].name
-    (value,) = sess.run([sess.get_outputs()[0].name], {inp: clip})
-    return {"logits" if head == "clip" else "probs": value}
+    model = OnnxModel(path, providers=["CPUExecutionProvider"])
+    if model.head != head:
+        raise InputShapeError(
+            f"{path}: the ONNX file has the {model.head} head; run parity with --head {model.head}"
+        )
+    return {"logits" if head == "clip" else "probs": model(clip)}
 
 
 def _topk(scores: np.ndarray, k: int = 5) -> list[list[int]]:
@@ -245,11 +247,11 @@ def run_parity(
         t0 = time.perf_counter()
         names = [p.torch_name for p in pairs if p.torch_name in sides["torch"]]
         sides["onnx"] = _run_onnx_layers(model, clip, names)
-        timings["onnx_s"] = time.perf_counter() - t0
-    elif onnx_path is not None:
+        timings["onnx_layers_s"] = time.perf_counter() - t0
+    if onnx_path is not None:
         t0 = time.perf_counter()
-        sides["onnx"] = _run_onnx_file(onnx_path, clip, head)
-        timings["onnx_s"] = time.perf_counter() - t0
+        sides["onnx_file"] = _run_onnx_file(onnx_path, clip, head)
+        timings["onnx_file_s"] = time.perf_counter() - t0
 
     result = ParityResult(
         source=str(checkpoint), arch=arch, arch_reason=conv.arch_reason, head=head,
