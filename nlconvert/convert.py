@@ -23,7 +23,7 @@ from .arch_detect import resolve_arch
 from .atomic import atomic_output, check_writable
 from .classes import default_class_names
 from .errors import CheckpointFormatError
-from .io.checkpoint import read_checkpoint
+from .io.checkpoint import FileHash, read_checkpoint
 from .mapping import MappingResult, map_blobs
 from .model.resnet import Head, NLResNet, build_model
 
@@ -94,10 +94,14 @@ def prepare(
     predict_net: str | Path | None = None,
     inflate: bool = False,
     allow_nonfinite: bool = False,
+    file_hash: FileHash | None = None,
 ) -> Conversion:
-    """Read a Caffe2 checkpoint, choose its architecture and map every blob (strictly)."""
+    """Read a Caffe2 checkpoint, choose its architecture and map every blob (strictly).
+
+    `file_hash`: the provenance hash of `path`, if the caller started it early.
+    """
     source = Path(path)
-    ckpt = read_checkpoint(source, predict_net, allow_nonfinite=allow_nonfinite)
+    ckpt = read_checkpoint(source, predict_net, allow_nonfinite, file_hash)
     if not ckpt.blobs:
         raise CheckpointFormatError(f"{source}: holds no weight blobs")
     arch, reason = resolve_arch(source, ckpt.blobs, arch_name, ckpt.predict_net, inflate)
@@ -184,11 +188,12 @@ def convert_file(
     inflate: bool = False,
     allow_nonfinite: bool = False,
     force: bool = False,
+    file_hash: FileHash | None = None,
 ) -> tuple[Path, Conversion]:
     """Convert a checkpoint file into a model file; returns its path and the conversion."""
     target = Path(out) if out else default_output(path)
     check_writable(target, force)  # fail before the (long) read
-    conv = prepare(path, arch_name, predict_net, inflate, allow_nonfinite)
+    conv = prepare(path, arch_name, predict_net, inflate, allow_nonfinite, file_hash)
     return save_conversion(conv, target, force), conv
 
 

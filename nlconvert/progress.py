@@ -39,3 +39,22 @@ def status(message: str) -> Iterator[None]:
     finally:
         sys.stderr.write(f"\r{message}: {time.perf_counter() - start:.1f}s\n")
         sys.stderr.flush()
+
+
+class StepBar:
+    """A tqdm bar advanced by callbacks (``bar.step``); does nothing off a terminal."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self._bar: Any = None
+        if interactive():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, leave=False, unit="op")
+
+    def step(self, _index: int = 0) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

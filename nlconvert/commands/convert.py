@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..progress import status
@@ -28,6 +29,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.checkpoint import FileHash
+
+    # Start the provenance hash before torch is imported: it runs on the other core.
+    file_hash = FileHash(args.checkpoint) if Path(args.checkpoint).is_file() else None
     from ..convert import convert_file
     from ..mapping import format_table
 
@@ -40,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             inflate=args.inflate,
             allow_nonfinite=args.allow_nonfinite,
             force=args.force,
+            file_hash=file_hash,
         )
     if args.verbose:
         print(format_table(conv.mapping))

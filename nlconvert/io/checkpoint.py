@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,36 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     except OSError as e:
         raise CheckpointFormatError(f"{path}: cannot read: {e.strerror or e}") from None
     return h.hexdigest()
+
+
+class FileHash:
+    """The SHA-256 of a file, computed on a background thread from the moment it is made.
+
+    hashlib and file reads release the GIL, so the hash runs on another core while the
+    caller imports torch or parses the checkpoint; a large file takes about as long to hash
+    as to read.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._digest = file_sha256(self.path)
+        except BaseException as exc:  # re-raised in the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> str:
+        """Wait for the hash; raise what hashing raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest
 
 
 def _scalar(value: Any) -> float | int | None:
@@ -164,30 +194,25 @@ def read_checkpoint(
     path: str | os.PathLike[str],
     predict_net_path: str | os.PathLike[str] | None = None,
     allow_nonfinite: bool = False,
+    file_hash: FileHash | None = None,
 ) -> Checkpoint:
     """Read a checkpoint (official or flat ``.pkl``, or ``init_net.pb``) safely.
 
     ``predict_net_path`` (a predict_net.pb) is parsed and kept; for an init_net it also
-    tells data placeholders from weights. Raises :class:`CheckpointFormatError` (one
-    line, naming the file and the blob) for anything unreadable, unsafe or non-finite.
+    tells data placeholders from weights. ``file_hash`` is a hash of `path` the caller
+    started earlier (one is started here otherwise). Raises :class:`CheckpointFormatError`
+    (one line, naming the file and the blob) for anything unreadable, unsafe or non-finite.
     """
     p = Path(path)
     predict_net = netdef_io.read_netdef(predict_net_path) if predict_net_path else None
     kind = sniff(p)
-    # Hash on the second core while the first parses: hashlib releases the GIL on large
-    # chunks, and a full checkpoint takes about as long to hash as to read.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(file_sha256, p)
-        try:
-            if kind == PICKLE:
-                fmt, blobs, ignored, meta = _read_pickle(p, allow_nonfinite)
-            else:
-                fmt, meta = "init_net", {}
-                blobs, ignored = _read_init_net(p, predict_net, allow_nonfinite)
-        except BaseException:
-            digest.cancel()
-            raise
-        sha256 = digest.result()
+    digest = file_hash if file_hash is not None and file_hash.path == p else FileHash(p)
+    if kind == PICKLE:
+        fmt, blobs, ignored, meta = _read_pickle(p, allow_nonfinite)
+    else:
+        fmt, meta = "init_net", {}
+        blobs, ignored = _read_init_net(p, predict_net, allow_nonfinite)
+    sha256 = digest.result()
     if not blobs:
         raise CheckpointFormatError(f"{p}: no weight blobs found in the checkpoint")
     return Checkpoint(

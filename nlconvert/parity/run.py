@@ -136,11 +136,16 @@ def _reference_net(conv: Conversion, user_net: Any, head: Head, clip: np.ndarray
 
 
 def _run_reference(net: Any, blobs: Any, clip: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+    from ..progress import StepBar
     from ..reference.executor import run_net
 
     ws = {name: np.asarray(a, dtype=np.float32) for name, a in blobs.items()}
     ws["data"] = clip
-    out = run_net(net, ws, record=False)
+    bar = StepBar(len(net.op), "numpy Caffe2 reference")
+    try:
+        out = run_net(net, ws, record=False, on_op=bar.step)
+    finally:
+        bar.close()
     written = [name for op in net.op for name in op.output]
     return dict(out), written
 

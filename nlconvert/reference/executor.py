@@ -8,7 +8,7 @@ in the run's records even after a later op reuses the blob name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,13 +89,14 @@ def _describe(index: int, op: Any) -> str:
 
 
 def run_net(net: Any, workspace: Mapping[str, Array] | None = None,
-            record: bool = True) -> Workspace:
+            record: bool = True, on_op: Callable[[int], None] | None = None) -> Workspace:
     """Run every op of `net` on a copy of `workspace`; return the final workspace.
 
     The caller's mapping and arrays are not modified. With `record`, the returned
     :class:`Workspace` holds an :class:`OpRecord` per op output. Unknown op types raise
     :class:`UnsupportedOperatorError`, missing blobs and bad shapes
-    :class:`ReferenceExecutionError`; both name the op index, type and blobs.
+    :class:`ReferenceExecutionError`; both name the op index, type and blobs. `on_op` is
+    called with each op's index after it ran (progress display).
     """
     ws = Workspace(workspace or {})
     for index, op in enumerate(net.op):
@@ -129,6 +130,8 @@ def run_net(net: Any, workspace: Mapping[str, Array] | None = None,
             ws[name] = value
             if record:
                 ws.records.append(OpRecord(index, op.type, name, value))
+        if on_op is not None:
+            on_op(index)
     return ws
 
 
