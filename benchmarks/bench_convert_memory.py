@@ -74,10 +74,11 @@ def main() -> None:
                            lr=1e-4)
         size_mib = src.stat().st_size / 2**20
         base = _baseline_rss()
-        ours = [_run(NLCONVERT, str(src), str(Path(tmp) / "a.pt"), args.arch)
-                for _ in range(args.repeat)]
-        common = [_run(COMMON_PATH, str(src), str(Path(tmp) / "b.pt"))
-                  for _ in range(args.repeat)]
+        # Interleave the two paths so that drift in the machine's load hits both alike.
+        ours, common = [], []
+        for _ in range(args.repeat):
+            ours.append(_run(NLCONVERT, str(src), str(Path(tmp) / "a.pt"), args.arch))
+            common.append(_run(COMMON_PATH, str(src), str(Path(tmp) / "b.pt")))
     rows = {
         "nlconvert": (statistics.median(t for t, _ in ours), max(m for _, m in ours)),
         "pickle.load + torch.save": (statistics.median(t for t, _ in common),
