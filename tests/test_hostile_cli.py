@@ -58,6 +58,7 @@ COMMANDS = [
     ["info", "{f}"],
     ["export-caffe2", "{f}", "-o", "{out}/caffe2"],
     ["parity", "{f}", "--report", "{out}/report.md"],
+    ["export-onnx", "{f}", "-o", "{out}/model.onnx"],
 ]
 
 
