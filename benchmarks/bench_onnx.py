@@ -2,7 +2,7 @@
 
     python benchmarks/bench_onnx.py [--model MODEL.pt] [--arch i3d_nonlocal_8x8] \
         [--frames 8] [--size 224] [--batch 1] [--threads 2] [--runs 10] \
-        [--fast] [--compile] [--int8] [--out RESULTS.md] [--json FILE]
+        [--fast] [--compile] [--int8] [--layouts frames,ncthw] [--out RESULTS.md] [--json FILE]
 
 The same numbers as ``nlconvert bench`` (same seeded clips, round-robin timing, errors
 against PyTorch eager fp32). Without --model a seeded synthetic network of --arch is used
@@ -46,6 +46,9 @@ def main() -> int:
     p.add_argument("--fast", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--int8", action="store_true")
+    p.add_argument("--layouts", default="frames,ncthw",
+                   help="ONNX graph layouts to export and time when --onnx is not given "
+                        "(the first is the 'onnxruntime' row)")
     p.add_argument("--out", help="write the Markdown here (default: print it)")
     p.add_argument("--json")
     args = p.parse_args()
@@ -59,13 +62,11 @@ def main() -> int:
                                                  args.size, args.size))
         frames = args.frames or model.arch.frames
         results = []
-        onnx_file = args.onnx
         for batch in (int(b) for b in args.batch.split(",")):
-            paths = standard_paths(model, onnx_file=onnx_file, threads=args.threads,
+            paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
                                    fast=args.fast, compile=args.compile, int8=args.int8,
                                    calib_shape=(1, 3, frames, args.size, args.size),
-                                   workdir=work, log=print)
-            onnx_file = onnx_file or f"{work}/model_fp32.onnx"
+                                   workdir=work, layouts=args.layouts.split(","), log=print)
             results += run_benchmark(paths, (batch, 3, frames, args.size, args.size),
                                      runs=args.runs, warmup=args.warmup, log=print,
                                      error_clips=args.error_clips)

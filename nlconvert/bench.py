@@ -227,13 +227,15 @@ def machine_line(threads: int | None) -> str:
 def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
                    threads: int | None = None, fast: bool = False, compile: bool = False,
                    int8: bool = False, calib_shape: Sequence[int] | None = None,
-                   workdir: str | Path | None = None,
+                   workdir: str | Path | None = None, layouts: Sequence[str] = ("frames",),
                    log: Callable[[str], None] | None = None) -> list[BenchPath]:
     """The paths this machine can run, eager fp32 first.
 
     `onnx_file`: a float32 export to time (exported into `workdir` when missing and
-    onnxruntime is installed). `fast`/`compile`: add :mod:`nlconvert.deploy.fast`.
-    `int8`: also quantise the ONNX file (static, calibrated on seeded clips of `calib_shape`).
+    onnxruntime is installed, once per graph layout in `layouts`, see
+    :func:`nlconvert.onnx_export.export_onnx`; the first is the one quantised and run on
+    CUDA). `fast`/`compile`: add :mod:`nlconvert.deploy.fast`. `int8`: also quantise the
+    ONNX file (static, calibrated on seeded clips of `calib_shape`).
     """
     from .deploy.fast import bf16_is_fast
 
@@ -253,12 +255,17 @@ def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
     if onnx_file is None:
         from .onnx_export import export_onnx
 
+        for i, layout in enumerate(layouts):
+            path = work / ("model_fp32.onnx" if i == 0 else f"model_fp32_{layout}.onnx")
+            if log:
+                log(f"exporting {path} (layout {layout})")
+            export_onnx(model, path, head=model.head_mode, example_shape=shape,
+                        check_shapes=[shape], layout=layout, force=True, log=log)
+            name = "onnxruntime" if i == 0 else f"onnxruntime-{layout}"
+            paths.append(onnx_path(path, "cpu", threads, name=name))
         onnx_file = work / "model_fp32.onnx"
-        if log:
-            log(f"exporting {onnx_file}")
-        export_onnx(model, onnx_file, head=model.head_mode, example_shape=shape,
-                    check_shapes=[shape], force=True, log=log)
-    paths.append(onnx_path(onnx_file, "cpu", threads))
+    else:
+        paths.append(onnx_path(onnx_file, "cpu", threads))
     if int8:
         from .deploy.int8 import quantize_int8
 

@@ -1,6 +1,10 @@
 """Export an :class:`~nlconvert.model.NLResNet` to ONNX, then prove the file right.
 
 The steps: trace the network with the TorchScript exporter (``dynamo=False``, see below),
+by default in its frame-major form (:mod:`nlconvert.deploy.frame_major`: norms folded,
+2-D convolutions over ``(N*T) x C x H x W``, which ONNX Runtime's CPU kernels run much faster
+than 3-D ones) or, with ``layout="ncthw"``, literally (one ``Conv`` 3-D per Caffe2 conv, norms
+as ``BatchNormalization`` / ``Mul`` + ``Add``),
 declare batch, frames, height and width dynamic (unless ``static``), store the architecture,
 head, class names, version and provenance in ``metadata_props``, optionally convert weights
 and compute to float16, then check the file (``onnx.checker`` full check, shape inference)
@@ -43,6 +47,9 @@ FP32_RTOL = 1e-4  # max |onnx - torch| / max |torch| for a float32 file, clip he
 FP32_RTOL_PROBS = 1e-3
 FP16_RTOL = 5e-2  # the same bound for a float16 file (weights and compute in half)
 DYNAMIC_AXES = {0: "batch", 2: "frames", 3: "height", 4: "width"}
+# Graph layouts: "frames" = FrameMajorNet (fast on CPU), "ncthw" = the model as it is.
+LAYOUTS = ("frames", "ncthw")
+DEFAULT_LAYOUT = "frames"
 
 # Keys of the ONNX metadata_props written by this module.
 META_ARCH = "nlconvert.arch"
@@ -53,6 +60,7 @@ META_PROVENANCE = "nlconvert.provenance"
 META_PRECISION = "nlconvert.precision"
 META_NORMALIZATION = "nlconvert.normalization"
 META_DYNAMIC = "nlconvert.dynamic"
+META_LAYOUT = "nlconvert.layout"
 
 
 class ExportError(NLConvertError):
@@ -84,6 +92,7 @@ class ExportReport:
     head: str
     precision: str
     dynamic: bool
+    layout: str = DEFAULT_LAYOUT
     checks: list[ParityCheck] = field(default_factory=list)
     tolerance: float = FP32_RTOL
     size_bytes: int = 0
@@ -104,7 +113,8 @@ def compare_outputs(out: np.ndarray, ref: np.ndarray, shape: Sequence[int]) -> P
     return ParityCheck(tuple(int(s) for s in shape), max_abs, max_rel, top1, top5)
 
 
-def doc_string(model: NLResNet, head: str, dynamic: bool, fp16: bool) -> str:
+def doc_string(model: NLResNet, head: str, dynamic: bool, fp16: bool,
+               layout: str = DEFAULT_LAYOUT) -> str:
     """The ONNX ``doc_string``: inputs, outputs and the shapes the network can take."""
     arch = model.arch
     out = OUTPUT_NAMES[head]
@@ -132,11 +142,14 @@ def doc_string(model: NLResNet, head: str, dynamic: bool, fp16: bool) -> str:
         )
     if fp16:
         lines.append("Weights and compute in float16; softmaxes in float32; input/output float32.")
+    if layout == "frames":
+        lines.append("Graph: frame-major ((N*T) x C x H x W) 2-D convolutions, norms folded; "
+                     "same function as the Caffe2 network up to float32 rounding.")
     lines.append("Check inputs with nlconvert.onnx_runtime.OnnxModel (reads the metadata).")
     return "\n".join(lines)
 
 
-def _trace(model: NLResNet, example: torch.Tensor, opset: int, dynamic: bool,
+def _trace(model: torch.nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
            out_name: str) -> bytes:
     buf: Any = io.BytesIO()  # the TorchScript exporter writes to file objects too
     axes: dict[str, dict[int, str]] | None = None
@@ -159,13 +172,16 @@ def _trace(model: NLResNet, example: torch.Tensor, opset: int, dynamic: bool,
 def build_proto(model: NLResNet, *, head: Head | None = None, opset: int = DEFAULT_OPSET,
                 dynamic: bool = True, fp16: bool = False,
                 example_shape: Sequence[int] | None = None,
-                provenance: dict[str, Any] | None = None) -> Any:
+                provenance: dict[str, Any] | None = None,
+                layout: str = DEFAULT_LAYOUT) -> Any:
     """The ``onnx.ModelProto`` of `model` (not written, not verified)."""
     import onnx
 
     head = head or model.head_mode
     if head not in OUTPUT_NAMES:
         raise ExportError(f"head must be 'clip' or 'fully_conv', not {head!r}")
+    if layout not in LAYOUTS:
+        raise ExportError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if opset < 17:
         raise ExportError(f"opset {opset}: nlconvert exports opset 17 or newer")
     previous = model.head_mode
@@ -174,8 +190,13 @@ def build_proto(model: NLResNet, *, head: Head | None = None, opset: int = DEFAU
         shape = tuple(example_shape or default_export_shape(model))
         example = torch.zeros(shape)
         model.check_input(example)
-        proto = onnx.load_from_string(
-            _trace(model.eval(), example, opset, dynamic, OUTPUT_NAMES[head]))
+        net: torch.nn.Module = model.eval()
+        if layout == "frames":
+            from .deploy.frame_major import FrameMajorNet
+
+            net = FrameMajorNet(model)
+        proto = onnx.load_from_string(_trace(net, example, opset, dynamic, OUTPUT_NAMES[head]))
+        del net
     finally:
         model.set_head(previous)
     got = {o.domain: o.version for o in proto.opset_import}.get("", 0)
@@ -187,7 +208,7 @@ def build_proto(model: NLResNet, *, head: Head | None = None, opset: int = DEFAU
         proto = convert_float16(proto)
     proto.producer_name = "nlconvert"
     proto.producer_version = __version__
-    proto.doc_string = doc_string(model, head, dynamic, fp16)
+    proto.doc_string = doc_string(model, head, dynamic, fp16, layout)
     prov = dict(provenance if provenance is not None else model.provenance or {})
     prov.setdefault("exporter", f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}")
     meta = {
@@ -200,6 +221,7 @@ def build_proto(model: NLResNet, *, head: Head | None = None, opset: int = DEFAU
         META_NORMALIZATION: json.dumps({"mean": model.input_mean, "std": model.input_std,
                                         "channels": "RGB", "layout": "NCTHW"}),
         META_DYNAMIC: json.dumps(sorted(DYNAMIC_AXES.values()) if dynamic else []),
+        META_LAYOUT: layout,
     }
     onnx.helper.set_model_props(proto, meta)
     return proto
@@ -264,10 +286,15 @@ def export_onnx(
     check_shapes: Sequence[Sequence[int]] | None = None,
     tolerance: float | None = None,
     provenance: dict[str, Any] | None = None,
+    layout: str = DEFAULT_LAYOUT,
     force: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> ExportReport:
     """Export `model` to `out` (one file, weights inside) and verify it; see the module doc.
+
+    `layout`: ``"frames"`` (default; the frame-major graph of
+    :mod:`nlconvert.deploy.frame_major`, fastest in ONNX Runtime on CPU) or ``"ncthw"`` (the
+    network's own N x C x T x H x W graph, 3-D convolutions, norms unfolded).
 
     `example_shape` (default batch 1, training frames, 224 px) is traced; the file is then run
     at that shape and at `check_shapes` (default :func:`second_shape`; a static file only at
@@ -298,13 +325,13 @@ def export_onnx(
 
     with atomic_output(out, force) as tmp:
         proto = build_proto(model, head=head, opset=opset, dynamic=dynamic, fp16=fp16,
-                            example_shape=shape, provenance=provenance)
+                            example_shape=shape, provenance=provenance, layout=layout)
         # One self-contained file: no external data, so no temporary data-file name inside.
         onnx.save_model(proto, str(tmp), save_as_external_data=False)
         del proto
         checks = verify_file(tmp, model, head, check_shapes)
         report = ExportReport(Path(out), opset, head, "fp16" if fp16 else "fp32", dynamic,
-                              checks, tol, tmp.stat().st_size)
+                              layout, checks, tol, tmp.stat().st_size)
         for check in checks:
             if log:
                 log(f"onnxruntime vs pytorch at {check.describe()}")

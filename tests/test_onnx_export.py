@@ -76,6 +76,38 @@ def test_c2d_export_checks_and_metadata(c2d):
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
+@pytest.mark.parametrize("arch", ["i3d_nonlocal_8x8", "i3d_nonlocal_32x4", "c2d_nonlocal_32x2"])
+def test_layouts_agree_and_frames_graph_is_2d(tmp_path, arch):
+    """Both graph layouts match the exact model; the default one has only 2-D convolutions."""
+    spec = get_arch(arch)
+    t = min(spec.frames, 16)
+    model = synthetic_model(spec, seed=4, calib_shape=(t, 32, 32))
+    shape = (1, 3, t, 32, 32)
+    other = (2, 3, 2 * t, 48, 32)
+    clip = seeded_clip(other, 5)
+    ref = _torch_out(model, clip)
+    ranks = {}
+    for layout in ("frames", "ncthw"):
+        path = tmp_path / f"{layout}.onnx"
+        report = export_onnx(model, path, example_shape=shape, check_shapes=[shape, other],
+                             layout=layout, log=None)
+        assert report.layout == layout and all(c.max_rel <= FP32_RTOL for c in report.checks)
+        assert _rel(OnnxModel(path)(clip.numpy()), ref) <= FP32_RTOL
+        proto = onnx.load(str(path))
+        weights = {i.name: len(i.dims) for i in proto.graph.initializer}
+        ranks[layout] = {weights[n.input[1]] for n in proto.graph.node if n.op_type == "Conv"}
+        assert {p.key: p.value for p in proto.metadata_props}["nlconvert.layout"] == layout
+    assert ranks == {"frames": {4}, "ncthw": {5}}
+
+
+def test_unknown_layout_refused(tmp_path, c2d_model):
+    from nlconvert.onnx_export import ExportError
+
+    with pytest.raises(ExportError, match="layout"):
+        export_onnx(c2d_model, tmp_path / "x.onnx", layout="nhwc", log=None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_dynamic_shapes_other_size_matches_pytorch(c2d):
     model, path, _ = c2d
     om = OnnxModel(path, threads=2)
@@ -107,10 +139,11 @@ def test_grouped_nonlocal_export_and_runtime_check(grouped):
     assert _rel(om(clip.numpy()), _torch_out(model, clip)) <= FP32_RTOL
 
 
-def test_fp16_export_error_bounds(tmp_path):
+@pytest.mark.parametrize("layout", ["frames", "ncthw"])
+def test_fp16_export_error_bounds(tmp_path, layout):
     model = synthetic_model(get_arch("i3d_nonlocal_8x8"), seed=3, calib_shape=(8, 32, 32))
     path = tmp_path / "fp16.onnx"
-    report = export_onnx(model, path, example_shape=SMALL, fp16=True,
+    report = export_onnx(model, path, example_shape=SMALL, fp16=True, layout=layout,
                          check_shapes=[SMALL, (2, 3, 16, 48, 48)], log=None)
     assert report.precision == "fp16"
     worst = max(c.max_rel for c in report.checks)
@@ -119,13 +152,14 @@ def test_fp16_export_error_bounds(tmp_path):
     graph = proto.graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    conv_w = [i for i in graph.initializer if len(i.dims) == 5]
-    assert conv_w and all(i.data_type == onnx.TensorProto.FLOAT16 for i in conv_w)
+    conv_w = [i for i in graph.initializer if len(i.dims) == (4 if layout == "frames" else 5)]
+    assert len(conv_w) > 50 and all(i.data_type == onnx.TensorProto.FLOAT16 for i in conv_w)
     types = {v.name: v.type.tensor_type.elem_type for v in graph.value_info}
     softmax_in = [n.input[0] for n in graph.node if n.op_type == "Softmax"]
     assert len(softmax_in) == 5 and all(types[v] == onnx.TensorProto.FLOAT for v in softmax_in)
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["nlconvert.precision"] == "fp16"
+    assert meta["nlconvert.layout"] == layout
 
 
 def test_fully_conv_head_at_224(tmp_path, c2d_model):

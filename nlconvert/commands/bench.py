@@ -16,6 +16,15 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _layouts(text: str) -> list[str]:
+    # The names of nlconvert.onnx_export.LAYOUTS (not imported here: it imports torch).
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values or any(v not in ("frames", "ncthw") for v in values):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of frames,ncthw, "
+                                         f"got {text!r}")
+    return values
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
@@ -45,6 +54,9 @@ def register(sub: Any) -> None:
                    help="add the fast path under torch.compile (inductor, freezing; slow start)")
     p.add_argument("--int8", action="store_true",
                    help="add ONNX Runtime int8 (static quantisation calibrated on seeded clips)")
+    p.add_argument("--layouts", type=_layouts, default=["frames"],
+                   help="without --onnx: ONNX graph layouts to export and time, comma-separated "
+                        "(frames, ncthw; default frames)")
     p.add_argument("--json", help="write the results as a JSON list to this file")
     p.set_defaults(run=run)
 
@@ -62,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..convert import load_model
 
+    layouts = args.layouts
     model = load_model(args.model, head=args.head)
     frames = args.frames or model.arch.frames
     results = []
@@ -75,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
                                    fast=args.fast, compile=args.compile, int8=args.int8,
                                    calib_shape=(1, 3, frames, args.size, args.size),
-                                   workdir=work)
+                                   workdir=work, layouts=layouts)
             print(f"batch {batch}: {'x'.join(map(str, shape))}, {len(paths)} paths, "
                   f"{args.warmup} warm-up + {args.runs} timed runs each (round-robin)")
             results += run_benchmark(paths, shape, runs=args.runs, warmup=args.warmup,
