@@ -4,8 +4,7 @@
 
 Without a checkpoint a seeded random one is generated in the official format first (the
 blobs of nlconvert.reference.netdef_builder, written by nlconvert.io.py2pickle), so the
-whole chain runs anywhere; with an older nlconvert without those writers, a seeded random
-PyTorch model is saved instead.
+whole chain runs anywhere.
 """
 
 from __future__ import annotations
@@ -17,23 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlconvert.convert import convert_file, load_model, save_model
+from nlconvert.convert import convert_file, load_model
+from nlconvert.io.py2pickle import write_official_pkl
 from nlconvert.onnx_export import export_onnx
 from nlconvert.onnx_runtime import OnnxModel
+from nlconvert.reference.netdef_builder import random_blobs
 from nlconvert.zoo import get_arch
 
 
 def make_checkpoint(arch_name: str, out_dir: Path) -> Path:
-    """A generated official-format .pkl (or, failing the writers, a random .pt model)."""
+    """A generated official-format .pkl with seeded random weights."""
     arch = get_arch(arch_name)
-    try:
-        from nlconvert.io.py2pickle import write_official_pkl
-        from nlconvert.reference.netdef_builder import random_blobs
-    except ImportError:
-        from nlconvert.deploy.synthetic import synthetic_model
-
-        print("(checkpoint writers not available: using a random PyTorch model)")
-        return save_model(synthetic_model(arch, seed=0), out_dir / f"{arch_name}.pt", force=True)
     path = out_dir / f"{arch_name}.pkl"
     write_official_pkl(path, random_blobs(arch, seed=0), model_iter=400000, lr=1e-4, force=True)
     return path

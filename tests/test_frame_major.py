@@ -8,13 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zoo_cases import VIDEO
 
 from nlconvert.arch import NonLocalSpec
 from nlconvert.deploy.frame_major import FrameConv, FrameMajorNet, frame_max_pool, shift_matrix
 from nlconvert.deploy.synthetic import seeded_clip, synthetic_model
-from nlconvert.zoo import arch_names, get_arch
-
-VIDEO_ARCHS = [n for n in arch_names() if not get_arch(n).is_2d]
+from nlconvert.zoo import get_arch
 
 
 def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -80,7 +79,7 @@ def test_frame_max_pool_equals_max_pool3d(kernel, stride):
     assert torch.equal(_from_frames(out, ref.shape[2]), ref)
 
 
-@pytest.mark.parametrize("arch", VIDEO_ARCHS)
+@pytest.mark.parametrize("arch", VIDEO)
 def test_every_zoo_network_matches(arch):
     spec = get_arch(arch)
     t = min(spec.frames, 32)

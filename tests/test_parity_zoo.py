@@ -6,25 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from zoo_cases import VIDEO, small_frames
 
 from nlconvert.parity.run import run_parity
-from nlconvert.zoo import arch_names, get_arch
+from nlconvert.zoo import get_arch
 
 MakeCheckpoint = Callable[..., Path]
-VIDEO = [n for n in arch_names() if not get_arch(n).is_2d]
-
-
-def _small_frames(name: str) -> int:
-    """The shortest clip that every layer of `name` accepts (grouping included)."""
-    arch = get_arch(name)
-    per_group = arch.nonlocal_block.group_size if arch.nonlocal_block.grouped_stages else 1
-    return max(2, per_group) * arch.temporal_reduction
 
 
 @pytest.mark.parametrize("name", VIDEO)
 def test_clip_head_matches_reference(name: str, make_checkpoint: MakeCheckpoint) -> None:
     ckpt = make_checkpoint(name, seed=11)
-    result = run_parity(ckpt, frames=_small_frames(name), size=64, batch=2)
+    result = run_parity(ckpt, frames=small_frames(name), size=64, batch=2)
     bad = [(r.name, r.max_rel_err) for r in result.rows if not r.ok]
     assert result.ok, bad
     assert len(result.rows) >= 2 + sum(get_arch(name).blocks_per_stage) + 4

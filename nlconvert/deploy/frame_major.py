@@ -33,6 +33,7 @@ from torch import nn
 
 from ..arch import ArchSpec
 from ..model import NLResNet, NonLocalBlock
+from ..model.nonlocal_block import normalize_affinity
 from ..model.resnet import Bottleneck, ClassifierHead, Stage
 from .fast import fold_norms
 
@@ -164,13 +165,7 @@ class FrameNonLocal(nn.Module):
         phi = phi.reshape(-1, ci, span * hp * wp)  # P x Ci x THW'
         g = self.g(src, t).reshape(-1, span, ci, hp * wp).transpose(2, 3)
         g = g.reshape(-1, span * hp * wp, ci)  # P x THW' x Ci
-        affinity = torch.matmul(theta, phi)
-        if self.use_softmax:
-            if self.scale != 1.0:
-                affinity = affinity * self.scale
-            affinity = torch.softmax(affinity, dim=-1)
-        else:
-            affinity = affinity / phi.shape[-1]
+        affinity = normalize_affinity(torch.matmul(theta, phi), self.use_softmax, self.scale)
         y = torch.matmul(affinity, g)  # P x THW x Ci
         y = y.reshape(-1, span, h * w, ci).transpose(2, 3).reshape(-1, ci, h, w)
         return x + self.out(y, t)

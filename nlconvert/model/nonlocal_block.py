@@ -10,6 +10,19 @@ from ..arch import NonLocalSpec
 from .layers import FrozenBatchNorm3d
 
 
+def normalize_affinity(affinity: torch.Tensor, use_softmax: bool, scale: float) -> torch.Tensor:
+    """Raw ``theta^T phi`` (... x queries x keys) -> the weights that multiply g.
+
+    Embedded Gaussian: ``softmax(scale * a)`` over the keys; dot product: ``a / keys`` (the
+    official code ignores the scale then).
+    """
+    if use_softmax:
+        if scale != 1.0:
+            affinity = affinity * scale
+        return torch.softmax(affinity, dim=-1)
+    return affinity / affinity.shape[-1]
+
+
 class NonLocalBlock(nn.Module):
     """``z = x + W_z(y)`` with ``y = softmax(theta(x)^T phi(x)) g(x)`` over all T*H*W positions.
 
@@ -48,13 +61,8 @@ class NonLocalBlock(nn.Module):
             src = F.max_pool3d(x, kernel_size=k, stride=k)
         phi = self.phi(src).flatten(2)  # N x Ci x THW'
         g = self.g(src).flatten(2)  # N x Ci x THW'
-        affinity = torch.matmul(theta.transpose(1, 2), phi)  # N x THW x THW'
-        if self.use_softmax:
-            if self.scale != 1.0:
-                affinity = affinity * self.scale
-            affinity = torch.softmax(affinity, dim=-1)
-        else:
-            affinity = affinity / phi.shape[-1]
+        affinity = normalize_affinity(torch.matmul(theta.transpose(1, 2), phi),  # N x THW x THW'
+                                      self.use_softmax, self.scale)
         y = torch.matmul(g, affinity.transpose(1, 2))  # N x Ci x THW
         y = y.reshape(n, self.inner, t, h, w)
         return x + self.norm(self.out(y))
