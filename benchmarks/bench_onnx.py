@@ -62,11 +62,13 @@ def main() -> int:
                                                  args.size, args.size))
         frames = args.frames or model.arch.frames
         results = []
+        exported: dict = {}  # layout -> export, reused for every batch size
         for batch in (int(b) for b in args.batch.split(",")):
             paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
                                    fast=args.fast, compile=args.compile, int8=args.int8,
                                    calib_shape=(1, 3, frames, args.size, args.size),
-                                   workdir=work, layouts=args.layouts.split(","), log=print)
+                                   workdir=work, layouts=args.layouts.split(","),
+                                   exported=exported, log=print)
             results += run_benchmark(paths, (batch, 3, frames, args.size, args.size),
                                      runs=args.runs, warmup=args.warmup, log=print,
                                      error_clips=args.error_clips)

@@ -228,6 +228,7 @@ def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
                    threads: int | None = None, fast: bool = False, compile: bool = False,
                    int8: bool = False, calib_shape: Sequence[int] | None = None,
                    workdir: str | Path | None = None, layouts: Sequence[str] = ("frames",),
+                   exported: dict[str, Path] | None = None,
                    log: Callable[[str], None] | None = None) -> list[BenchPath]:
     """The paths this machine can run, eager fp32 first.
 
@@ -235,7 +236,8 @@ def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
     onnxruntime is installed, once per graph layout in `layouts`, see
     :func:`nlconvert.onnx_export.export_onnx`; the first is the one quantised and run on
     CUDA). `fast`/`compile`: add :mod:`nlconvert.deploy.fast`. `int8`: also quantise the
-    ONNX file (static, calibrated on seeded clips of `calib_shape`).
+    ONNX file (static, calibrated on seeded clips of `calib_shape`). `exported`: a dict that
+    remembers the files exported per layout, so that calls for other batch sizes reuse them.
     """
     from .deploy.fast import bf16_is_fast
 
@@ -255,15 +257,18 @@ def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
     if onnx_file is None:
         from .onnx_export import export_onnx
 
+        exported = {} if exported is None else exported
         for i, layout in enumerate(layouts):
-            path = work / ("model_fp32.onnx" if i == 0 else f"model_fp32_{layout}.onnx")
-            if log:
-                log(f"exporting {path} (layout {layout})")
-            export_onnx(model, path, head=model.head_mode, example_shape=shape,
-                        check_shapes=[shape], layout=layout, force=True, log=log)
+            path = exported.get(layout) or work / f"model_fp32_{layout}.onnx"
+            if layout not in exported:
+                if log:
+                    log(f"exporting {path} (layout {layout})")
+                export_onnx(model, path, head=model.head_mode, example_shape=shape,
+                            check_shapes=[shape], layout=layout, force=True, log=log)
+                exported[layout] = path
             name = "onnxruntime" if i == 0 else f"onnxruntime-{layout}"
             paths.append(onnx_path(path, "cpu", threads, name=name))
-        onnx_file = work / "model_fp32.onnx"
+        onnx_file = exported[layouts[0]]
     else:
         paths.append(onnx_path(onnx_file, "cpu", threads))
     if int8:

@@ -20,13 +20,21 @@ def test_bench_cli_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", str(pt), "--frames", "8", "--size", "32", "--batch", "1,2",
                "--threads", "1", "--runs", "2", "--warmup", "1", "--fast", "--int8",
-               "--json", str(out)])
+               "--layouts", "frames,ncthw", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())
     paths = {(r["path"], r["precision"], r["batch"]) for r in rows}
     assert ("pytorch-eager", "fp32", 1) in paths and ("onnxruntime", "fp32", 2) in paths
     assert ("onnxruntime-int8", "int8", 1) in paths
+    assert ("onnxruntime-ncthw", "fp32", 2) in paths
     ort_row = next(r for r in rows if r["path"] == "onnxruntime")
     assert ort_row["max_rel_err"] < 1e-4 and ort_row["top1_agree"] == 1.0
     text = capsys.readouterr().out
     assert "threads 1" in text and "speed-up" in text
+
+
+def test_bench_cli_bad_layouts(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", str(tmp_path / "missing.pt"), "--layouts", "frames,nhwc"])
+    assert info.value.code == 2
+    assert "frames,ncthw" in capsys.readouterr().err

@@ -63,6 +63,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
+    from pathlib import Path
 
     from ..bench import (
         format_table,
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, head=args.head)
     frames = args.frames or model.arch.frames
     results = []
+    exported: dict[str, Path] = {}  # layout -> float32 export, made once for every batch size
     with torch_threads(args.threads), tempfile.TemporaryDirectory(prefix="nlconvert-bench-") as work:
         print(machine_line(args.threads))
         for batch in args.batch:
@@ -88,13 +90,11 @@ def run(args: argparse.Namespace) -> int:
             paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
                                    fast=args.fast, compile=args.compile, int8=args.int8,
                                    calib_shape=(1, 3, frames, args.size, args.size),
-                                   workdir=work, layouts=layouts)
+                                   workdir=work, layouts=layouts, exported=exported)
             print(f"batch {batch}: {'x'.join(map(str, shape))}, {len(paths)} paths, "
                   f"{args.warmup} warm-up + {args.runs} timed runs each (round-robin)")
             results += run_benchmark(paths, shape, runs=args.runs, warmup=args.warmup,
                                      error_clips=args.error_clips)
-            if args.onnx is None:
-                args.onnx = f"{work}/model_fp32.onnx"  # export once for every batch size
     print(format_table(results))
     if args.json:
         write_json(results, args.json)
