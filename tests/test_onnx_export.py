@@ -100,6 +100,17 @@ def test_layouts_agree_and_frames_graph_is_2d(tmp_path, arch):
     assert ranks == {"frames": {4}, "ncthw": {5}}
 
 
+def test_odd_clip_lengths_through_the_frames_graph(tmp_path):
+    """The shift matrices and temporal pools follow T: export at 8 frames, run at odd lengths."""
+    model = synthetic_model(get_arch("i3d_nonlocal_32x2"), seed=6, calib_shape=(16, 32, 32))
+    path = tmp_path / "org_stem.onnx"  # conv1 and pool1 with temporal stride 2
+    export_onnx(model, path, example_shape=(1, 3, 8, 32, 32), check_shapes=[], log=None)
+    om = OnnxModel(path)
+    for t in (9, 15, 23):
+        clip = seeded_clip((1, 3, t, 32, 40), t)
+        assert _rel(om(clip.numpy()), _torch_out(model, clip)) <= FP32_RTOL, t
+
+
 def test_unknown_layout_refused(tmp_path, c2d_model):
     from nlconvert.onnx_export import ExportError
 
