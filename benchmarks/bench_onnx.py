@@ -62,7 +62,7 @@ def main() -> int:
                                                  args.size, args.size))
         frames = args.frames or model.arch.frames
         results = []
-        exported: dict = {}  # layout -> export, reused for every batch size
+        exported: dict = {}  # ONNX files, made once for every batch size
         for batch in (int(b) for b in args.batch.split(",")):
             paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
                                    fast=args.fast, compile=args.compile, int8=args.int8,

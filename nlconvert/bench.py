@@ -237,7 +237,8 @@ def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
     :func:`nlconvert.onnx_export.export_onnx`; the first is the one quantised and run on
     CUDA). `fast`/`compile`: add :mod:`nlconvert.deploy.fast`. `int8`: also quantise the
     ONNX file (static, calibrated on seeded clips of `calib_shape`). `exported`: a dict that
-    remembers the files exported per layout, so that calls for other batch sizes reuse them.
+    remembers the files made (exports per precision and layout, the int8 file), so that
+    calls for other batch sizes reuse them.
     """
     from .deploy.fast import bf16_is_fast
 
@@ -254,41 +255,43 @@ def standard_paths(model: NLResNet, *, onnx_file: str | Path | None = None,
         return paths
     work = Path(workdir or tempfile.mkdtemp(prefix="nlconvert-bench-"))
     shape = tuple(calib_shape or (1, 3, model.arch.frames, 224, 224))
-    if onnx_file is None:
-        from .onnx_export import export_onnx
+    files = {} if exported is None else exported
 
-        exported = {} if exported is None else exported
+    def export(layout: str, fp16: bool = False) -> Path:
+        key = f"{'fp16' if fp16 else 'fp32'}_{layout}"
+        if key not in files:
+            from .onnx_export import export_onnx
+
+            files[key] = work / f"model_{key}.onnx"
+            if log:
+                log(f"exporting {files[key]}")
+            export_onnx(model, files[key], head=model.head_mode, example_shape=shape,
+                        check_shapes=[shape], layout=layout, fp16=fp16, force=True, log=log)
+        return files[key]
+
+    def row_name(i: int, layout: str) -> str:
+        return "onnxruntime" if i == 0 else f"onnxruntime-{layout}"
+
+    if onnx_file is None:
         for i, layout in enumerate(layouts):
-            path = exported.get(layout) or work / f"model_fp32_{layout}.onnx"
-            if layout not in exported:
-                if log:
-                    log(f"exporting {path} (layout {layout})")
-                export_onnx(model, path, head=model.head_mode, example_shape=shape,
-                            check_shapes=[shape], layout=layout, force=True, log=log)
-                exported[layout] = path
-            name = "onnxruntime" if i == 0 else f"onnxruntime-{layout}"
-            paths.append(onnx_path(path, "cpu", threads, name=name))
-        onnx_file = exported[layouts[0]]
+            paths.append(onnx_path(export(layout), "cpu", threads, name=row_name(i, layout)))
+        onnx_file = export(layouts[0])
     else:
         paths.append(onnx_path(onnx_file, "cpu", threads))
     if int8:
-        from .deploy.int8 import quantize_int8
+        if "int8" not in files:
+            from .deploy.int8 import quantize_int8
 
-        q_file = work / "model_int8.onnx"
-        if log:
-            log(f"quantising {q_file}")
-        quantize_int8(onnx_file, q_file, shape, force=True)
-        paths.append(onnx_path(q_file, "cpu", threads, name="onnxruntime-int8"))
+            files["int8"] = work / "model_int8.onnx"
+            if log:
+                log(f"quantising {files['int8']}")
+            quantize_int8(onnx_file, files["int8"], shape, force=True)
+        paths.append(onnx_path(files["int8"], "cpu", threads, name="onnxruntime-int8"))
     if torch.cuda.is_available() and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        from .onnx_export import export_onnx
-
         paths.append(cuda_fp16_path(model))
         paths.append(onnx_path(onnx_file, "cuda", threads))
         # The fastest graph on a GPU need not be the fastest on a CPU: time each layout.
         for i, layout in enumerate(layouts):
-            f16 = work / f"model_fp16_{layout}.onnx"
-            export_onnx(model, f16, head=model.head_mode, example_shape=shape, fp16=True,
-                        check_shapes=[shape], layout=layout, force=True, log=log)
-            name = "onnxruntime" if i == 0 else f"onnxruntime-{layout}"
-            paths.append(onnx_path(f16, "cuda", threads, name=name))
+            paths.append(onnx_path(export(layout, fp16=True), "cuda", threads,
+                                   name=row_name(i, layout)))
     return paths

@@ -34,6 +34,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_output
+from .deploy import GRAPH_LAYOUTS
 from .errors import InputShapeError, NLConvertError, ParityError
 from .model.resnet import Head, NLResNet
 
@@ -47,9 +48,8 @@ FP32_RTOL = 1e-4  # max |onnx - torch| / max |torch| for a float32 file, clip he
 FP32_RTOL_PROBS = 1e-3
 FP16_RTOL = 5e-2  # the same bound for a float16 file (weights and compute in half)
 DYNAMIC_AXES = {0: "batch", 2: "frames", 3: "height", 4: "width"}
-# Graph layouts: "frames" = FrameMajorNet (fast on CPU), "ncthw" = the model as it is.
-LAYOUTS = ("frames", "ncthw")
-DEFAULT_LAYOUT = "frames"
+LAYOUTS = GRAPH_LAYOUTS  # "frames" (FrameMajorNet, fast on CPU), "ncthw" (the model as it is)
+DEFAULT_LAYOUT = LAYOUTS[0]
 
 # Keys of the ONNX metadata_props written by this module.
 META_ARCH = "nlconvert.arch"

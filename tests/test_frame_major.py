@@ -75,7 +75,8 @@ def test_frame_conv_equals_conv3d(c_in, c_out, kernel, stride, pad, gather):
 def test_frame_max_pool_equals_max_pool3d(kernel, stride):
     x = torch.randn(2, 5, 9, 4, 3)
     ref = F.max_pool3d(x, (kernel, 1, 1), (stride, 1, 1))
-    out = frame_max_pool(_to_frames(x), 9, kernel, stride)
+    out, t_out = frame_max_pool(_to_frames(x), 9, kernel, stride)
+    assert t_out == ref.shape[2]
     assert torch.equal(_from_frames(out, ref.shape[2]), ref)
 
 

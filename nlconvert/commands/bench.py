@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..deploy import GRAPH_LAYOUTS
+
 
 def _ints(text: str) -> list[int]:
     try:
@@ -17,11 +19,10 @@ def _ints(text: str) -> list[int]:
 
 
 def _layouts(text: str) -> list[str]:
-    # The names of nlconvert.onnx_export.LAYOUTS (not imported here: it imports torch).
     values = [v.strip() for v in text.split(",") if v.strip()]
-    if not values or any(v not in ("frames", "ncthw") for v in values):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of frames,ncthw, "
-                                         f"got {text!r}")
+    if not values or any(v not in GRAPH_LAYOUTS for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {','.join(GRAPH_LAYOUTS)}, got {text!r}")
     return values
 
 
@@ -54,9 +55,9 @@ def register(sub: Any) -> None:
                    help="add the fast path under torch.compile (inductor, freezing; slow start)")
     p.add_argument("--int8", action="store_true",
                    help="add ONNX Runtime int8 (static quantisation calibrated on seeded clips)")
-    p.add_argument("--layouts", type=_layouts, default=["frames"],
+    p.add_argument("--layouts", type=_layouts, default=[GRAPH_LAYOUTS[0]],
                    help="without --onnx: ONNX graph layouts to export and time, comma-separated "
-                        "(frames, ncthw; default frames)")
+                        f"({', '.join(GRAPH_LAYOUTS)}; default {GRAPH_LAYOUTS[0]})")
     p.add_argument("--json", help="write the results as a JSON list to this file")
     p.set_defaults(run=run)
 
@@ -75,11 +76,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..convert import load_model
 
-    layouts = args.layouts
     model = load_model(args.model, head=args.head)
     frames = args.frames or model.arch.frames
     results = []
-    exported: dict[str, Path] = {}  # layout -> float32 export, made once for every batch size
+    exported: dict[str, Path] = {}  # ONNX files made once for every batch size
     with torch_threads(args.threads), tempfile.TemporaryDirectory(prefix="nlconvert-bench-") as work:
         print(machine_line(args.threads))
         for batch in args.batch:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
                                    fast=args.fast, compile=args.compile, int8=args.int8,
                                    calib_shape=(1, 3, frames, args.size, args.size),
-                                   workdir=work, layouts=layouts, exported=exported)
+                                   workdir=work, layouts=args.layouts, exported=exported)
             print(f"batch {batch}: {'x'.join(map(str, shape))}, {len(paths)} paths, "
                   f"{args.warmup} warm-up + {args.runs} timed runs each (round-robin)")
             results += run_benchmark(paths, shape, runs=args.runs, warmup=args.warmup,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..deploy import GRAPH_LAYOUTS
+
 
 def _shape(text: str) -> tuple[int, ...]:
     try:
@@ -34,7 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument("--fp16", action="store_true",
                    help="float16 weights and compute; float32 input/output and softmaxes")
     p.add_argument("--static", action="store_true", help="fix every input dimension")
-    p.add_argument("--layout", choices=["frames", "ncthw"], default="frames",
+    p.add_argument("--layout", choices=GRAPH_LAYOUTS, default=GRAPH_LAYOUTS[0],
                    help="frames (default): frame-major 2-D convolutions with folded norms, "
                         "fastest in onnxruntime on CPU; ncthw: the network's own 3-D graph, "
                         "one node per Caffe2 op")

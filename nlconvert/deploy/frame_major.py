@@ -92,7 +92,7 @@ class FrameConv(nn.Module):
             return self.conv(x)
         _, c, h, w = x.shape
         t_out = self.out_frames(t)
-        if self.gather or self.post_bias is None:
+        if self.post_bias is None:  # gather the frames (or kt == 1 with a temporal stride)
             m = shift_matrix(t_out, t, self.kt, self.st, self.pt, x.dtype).reshape(-1, t)
             frames = torch.matmul(m, x.reshape(-1, t, c * h * w))  # N x (t_out*kt) x CHW
             return self.conv(frames.reshape(-1, self.kt * c, h, w))
@@ -106,17 +106,18 @@ class FrameConv(nn.Module):
         return y + self.post_bias
 
 
-def frame_max_pool(x: torch.Tensor, t: int, kernel: int, stride: int) -> torch.Tensor:
-    """Max pool over time (no padding, floor) of ``(N*T) x C x H x W`` frames."""
+def frame_max_pool(x: torch.Tensor, t: int, kernel: int, stride: int
+                   ) -> tuple[torch.Tensor, int]:
+    """Max pool over time (no padding, floor) of ``(N*T) x C x H x W`` frames; the new T too."""
     if kernel == 1 and stride == 1:
-        return x
+        return x, t
     _, c, h, w = x.shape
     t_out = (t - kernel) // stride + 1
     clips = x.reshape(-1, t, c, h, w)
     out = clips[:, 0:(t_out - 1) * stride + 1:stride]
     for i in range(1, kernel):
         out = torch.maximum(out, clips[:, i:i + (t_out - 1) * stride + 1:stride])
-    return out.reshape(-1, c, h, w)
+    return out.reshape(-1, c, h, w), t_out
 
 
 class FrameBottleneck(nn.Module):
@@ -206,17 +207,15 @@ class FrameMajorNet(nn.Module):
         return self.head.mode
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        n, c, t, h, w = clip.shape
+        _, c, t, h, w = clip.shape
         x = clip.transpose(1, 2).reshape(-1, c, h, w)
         x = F.relu(self.stem(x, t))
         t = self.stem.out_frames(t)
         x = F.max_pool2d(x, self.pool1_kernel[1:], self.pool1_stride[1:])
-        x = frame_max_pool(x, t, self.pool1_kernel[0], self.pool1_stride[0])
-        t = (t - self.pool1_kernel[0]) // self.pool1_stride[0] + 1
+        x, t = frame_max_pool(x, t, self.pool1_kernel[0], self.pool1_stride[0])
         for index, layers in enumerate(self.stages):
             if index == 1:  # pool2 between res2 and res3
-                x = frame_max_pool(x, t, 2, 2)
-                t = (t - 2) // 2 + 1
+                x, t = frame_max_pool(x, t, 2, 2)
             for layer in layers:  # type: ignore[attr-defined]
                 x = layer(x, t)
         _, c5, h5, w5 = x.shape
