@@ -7,14 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlconvert.arch_detect import blob_facts, resolve_arch
+from nlconvert.arch.detect import blob_facts, resolve_arch
+from nlconvert.arch.zoo import arch_from_filename, arch_names, get_arch, released_checkpoints
 from nlconvert.errors import ArchitectureError
-from nlconvert.reference.netdef_builder import (
-    build_predict_net,
-    expected_blob_shapes,
-    random_blobs,
-)
-from nlconvert.zoo import arch_from_filename, arch_names, get_arch, released_checkpoints
+from nlconvert.reference.netdef_builder import build_predict_net, expected_blob_shapes
+from nlconvert.synthetic import random_blobs
 
 
 def test_every_released_file_name_resolves() -> None:

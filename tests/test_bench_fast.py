@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from nlconvert.bench import (
-    eager_path,
-    fast_path,
+from nlconvert.arch.zoo import get_arch
+from nlconvert.runtime.backends import open_backend
+from nlconvert.runtime.bench import (
+    backend_path,
     format_markdown,
     format_table,
+    results_json,
     run_benchmark,
-    write_json,
 )
-from nlconvert.deploy.fast import bf16_is_fast, fold_norms, optimize
-from nlconvert.deploy.synthetic import seeded_clip, synthetic_model
-from nlconvert.zoo import get_arch
+from nlconvert.runtime.fast import bf16_is_fast, fold_norms, optimize
+from nlconvert.synthetic.clips import seeded_clip
+from nlconvert.synthetic.models import synthetic_model
 
 
 @pytest.fixture(scope="module", params=["i3d_nonlocal_8x8", "i3d_nonlocal_32x4"])
@@ -60,14 +61,14 @@ def test_fast_bf16_close(model):
 
 
 def test_run_benchmark_rows_and_json(model, tmp_path):
-    paths = [eager_path(model), fast_path(model)]
+    paths = [backend_path(open_backend(model, "torch"), "clip"),
+             backend_path(open_backend(model, "fast", compile=False), "clip")]
     results = run_benchmark(paths, (1, 3, 8, 32, 32), runs=2, warmup=1, error_clips=2)
-    assert [r.path for r in results] == ["pytorch-eager", "pytorch-fast"]
+    assert [r.path for r in results] == ["torch", "fast"]
     assert results[0].max_rel_err == 0.0 and results[0].top1_agree == 1.0
     assert all(r.median_s > 0 and r.clips_per_s > 0 for r in results)
-    assert "pytorch-fast" in format_table(results) and "| pytorch-eager |" in format_markdown(results)
-    write_json(results, tmp_path / "b.json")
-    rows = json.loads((tmp_path / "b.json").read_text())
+    assert "fast" in format_table(results) and "| torch |" in format_markdown(results)
+    rows = json.loads(results_json(results))
     assert set(rows[0]) == {"path", "device", "precision", "batch", "median_s", "p90_s",
                             "clips_per_s", "max_rel_err", "top1_agree"}
     assert np.isfinite(rows[1]["max_rel_err"])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from nlconvert.arch.zoo import arch_names, get_arch
 from nlconvert.cli import main
 from nlconvert.convert import load_model
-from nlconvert.mapping import load_rules
-from nlconvert.zoo import arch_names, get_arch
+from nlconvert.convert.mapping import load_rules
 
 MakeCheckpoint = Callable[..., Path]
 VIDEO_ARCHS = [n for n in arch_names() if not get_arch(n).is_2d]

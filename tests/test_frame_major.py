@@ -11,9 +11,10 @@ from torch import nn
 from zoo_cases import VIDEO
 
 from nlconvert.arch import NonLocalSpec
-from nlconvert.deploy.frame_major import FrameConv, FrameMajorNet, frame_max_pool, shift_matrix
-from nlconvert.deploy.synthetic import seeded_clip, synthetic_model
-from nlconvert.zoo import get_arch
+from nlconvert.arch.zoo import get_arch
+from nlconvert.runtime.frame_major import FrameConv, FrameMajorNet, frame_max_pool, shift_matrix
+from nlconvert.synthetic.clips import seeded_clip
+from nlconvert.synthetic.models import synthetic_model
 
 
 def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nlconvert.caffe2_pb import NetDef, make_op
 from nlconvert.errors import NLConvertError
 from nlconvert.io import netdef_from_blobs, read_checkpoint
+from nlconvert.io.caffe2_pb import NetDef, make_op
 
 N_NETDEF_CASES = 1000
 SEED = 31337
-DATA = Path("/work/shared/data/caffe2_tiny")
 
 
-def _seeds() -> list[bytes]:
+def _seeds(caffe2_tiny: Path) -> list[bytes]:
     rng = np.random.default_rng(5)
     blobs = {
         "conv1_w": rng.standard_normal((4, 3, 1, 3, 3)).astype(np.float32),
@@ -29,12 +28,10 @@ def _seeds() -> list[bytes]:
     net.op.append(make_op("GivenTensorFill", [], ["data"], shape=[1, 1], values=[0.0]))
     net.op.append(make_op("GivenTensorFill", [], ["w"], shape=[2, 2], values=[1.0, 2, 3, 4]))
     seeds.append(net.SerializeToString())
-    sample = DATA / "tiny_val_init_net.pb"
-    if sample.exists():
-        data = sample.read_bytes()
-        # Keep the cases small: the header and the first few ops of the real file.
-        seeds.append(data[:4000])
-        seeds.append(data)
+    data = (caffe2_tiny / "tiny_val_init_net.pb").read_bytes()
+    # Keep the cases small: the header and the first few ops of the real file.
+    seeds.append(data[:4000])
+    seeds.append(data)
     return seeds
 
 
@@ -60,8 +57,8 @@ def _mutate(data: bytes, pool: list[bytes], r: random.Random) -> bytes:
     return bytes(b)
 
 
-def test_fuzz_init_net_reader(tmp_path: Path) -> None:
-    seeds = _seeds()
+def test_fuzz_init_net_reader(tmp_path: Path, caffe2_tiny: Path) -> None:
+    seeds = _seeds(caffe2_tiny)
     r = random.Random(SEED)
     path = tmp_path / "init_net.pb"
     bad: list[str] = []

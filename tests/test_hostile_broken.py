@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlconvert.caffe2_pb import NetDef, make_op
 from nlconvert.errors import CheckpointFormatError, NonFiniteWeightError, UnsafePickleError
 from nlconvert.io import read_checkpoint, safe_pickle, write_flat_pkl, write_official_pkl
+from nlconvert.io.caffe2_pb import NetDef, make_op
 
 _HOSTILE = str(Path(__file__).resolve().parent / "hostile")
 if _HOSTILE not in sys.path:

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlconvert import caffe2_pb as pb
-from nlconvert.caffe2_pb import NetDef, make_op
 from nlconvert.errors import CheckpointFormatError, NonFiniteWeightError
 from nlconvert.io import (
     blobs_from_init_net,
@@ -19,6 +17,8 @@ from nlconvert.io import (
     read_netdef,
     write_init_net,
 )
+from nlconvert.io import caffe2_pb as pb
+from nlconvert.io.caffe2_pb import NetDef, make_op
 from nlconvert.io.netdef_io import data_placeholders
 
 # -- a hand encoder for the protobuf wire format ----------------------------------------

@@ -11,18 +11,15 @@ import pytest
 from nlconvert.io import load_pickle, read_checkpoint, read_netdef, sniff
 from nlconvert.io.py2pickle import write_py2_pickle
 
-DATA = Path("/work/shared/data/caffe2_tiny")
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="authentic samples not available")
-
 
 @pytest.fixture(scope="module")
-def params() -> dict[str, np.ndarray]:
-    with np.load(DATA / "tiny_params.npz") as z:
+def params(caffe2_tiny: Path) -> dict[str, np.ndarray]:
+    with np.load(caffe2_tiny / "tiny_params.npz") as z:
         return {k: z[k] for k in z.files}
 
 
-def test_official_pkl_matches_params(params: dict[str, np.ndarray]) -> None:
-    ckpt = read_checkpoint(DATA / "tiny_official_py2.pkl")
+def test_official_pkl_matches_params(caffe2_tiny: Path, params: dict[str, np.ndarray]) -> None:
+    ckpt = read_checkpoint(caffe2_tiny / "tiny_official_py2.pkl")
     assert ckpt.format == "official_pkl"
     assert set(ckpt.blobs) == set(params)
     for name, ref in params.items():
@@ -37,8 +34,8 @@ def test_official_pkl_matches_params(params: dict[str, np.ndarray]) -> None:
     assert len(ckpt.sha256) == 64
 
 
-def test_flat_protocol0_pkl_matches_params(params: dict[str, np.ndarray]) -> None:
-    ckpt = read_checkpoint(DATA / "tiny_flat_py2_protocol0.pkl")
+def test_flat_protocol0_pkl_matches_params(caffe2_tiny: Path, params: dict[str, np.ndarray]) -> None:
+    ckpt = read_checkpoint(caffe2_tiny / "tiny_flat_py2_protocol0.pkl")
     assert ckpt.format == "flat_pkl"
     # The sample keeps the BN running statistics and drops pred_* (see the report).
     assert set(ckpt.blobs) == set(params) - {"pred_w", "pred_b"}
@@ -48,19 +45,19 @@ def test_flat_protocol0_pkl_matches_params(params: dict[str, np.ndarray]) -> Non
     assert ckpt.ignored == {"lr": "learning rate"}
 
 
-def test_sample_keys_are_all_python2_str() -> None:
+def test_sample_keys_are_all_python2_str(caffe2_tiny: Path) -> None:
     # Every key of the authentic sample is a Python 2 str (bytes), lr/model_iter/momentum
     # included: encoding='bytes' gives only bytes keys.
-    with open(DATA / "tiny_official_py2.pkl", "rb") as f:
+    with open(caffe2_tiny / "tiny_official_py2.pkl", "rb") as f:
         raw = pickle.load(f, encoding="bytes")
     assert list(raw) == [b"blobs"]
     assert all(isinstance(k, bytes) for k in raw[b"blobs"])
 
 
 @pytest.mark.parametrize("name", ["tiny_official_py2.pkl", "tiny_flat_py2_protocol0.pkl"])
-def test_reader_matches_stdlib_latin1(name: str) -> None:
-    ours = load_pickle(DATA / name)
-    with open(DATA / name, "rb") as f:
+def test_reader_matches_stdlib_latin1(caffe2_tiny: Path, name: str) -> None:
+    ours = load_pickle(caffe2_tiny / name)
+    with open(caffe2_tiny / name, "rb") as f:
         ref = pickle.load(f, encoding="latin1")  # trusted sample only
     ours = ours.get("blobs", ours)
     ref = ref.get("blobs", ref)
@@ -77,12 +74,13 @@ def test_reader_matches_stdlib_latin1(name: str) -> None:
     ("name", "protocol", "memo_all"),
     [("tiny_official_py2.pkl", 2, False), ("tiny_flat_py2_protocol0.pkl", 0, True)],
 )
-def test_writer_reproduces_sample_byte_for_byte(tmp_path: Path, name: str, protocol: int, memo_all: bool) -> None:
-    obj = load_pickle(DATA / name)
+def test_writer_reproduces_sample_byte_for_byte(caffe2_tiny: Path, tmp_path: Path, name: str,
+                                                protocol: int, memo_all: bool) -> None:
+    obj = load_pickle(caffe2_tiny / name)
     out = tmp_path / name
     kwargs = {"memo_key": lambda k: True} if memo_all else {}
     write_py2_pickle(out, obj, protocol, **kwargs)
-    assert out.read_bytes() == (DATA / name).read_bytes()
+    assert out.read_bytes() == (caffe2_tiny / name).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -92,9 +90,9 @@ def test_writer_reproduces_sample_byte_for_byte(tmp_path: Path, name: str, proto
         ("tiny_test_init_net.pb", "tiny_test_predict_net.pb", "pred_w_conv"),
     ],
 )
-def test_init_nets(params: dict[str, np.ndarray], init: str, predict: str, pred_blob: str) -> None:
-    for pnet in (None, DATA / predict):
-        ckpt = read_checkpoint(DATA / init, predict_net_path=pnet)
+def test_init_nets(caffe2_tiny: Path, params: dict[str, np.ndarray], init: str, predict: str, pred_blob: str) -> None:
+    for pnet in (None, caffe2_tiny / predict):
+        ckpt = read_checkpoint(caffe2_tiny / init, predict_net_path=pnet)
         assert ckpt.format == "init_net"
         assert "data" not in ckpt.blobs
         assert ckpt.ignored == {"data": "data input placeholder"}
@@ -107,17 +105,17 @@ def test_init_nets(params: dict[str, np.ndarray], init: str, predict: str, pred_
 
 
 @pytest.mark.parametrize("name", ["tiny_val_predict_net.pb", "tiny_test_predict_net.pb"])
-def test_predict_nets_parse(name: str) -> None:
-    assert sniff(DATA / name) == "protobuf"
-    net = read_netdef(DATA / name)
+def test_predict_nets_parse(caffe2_tiny: Path, name: str) -> None:
+    assert sniff(caffe2_tiny / name) == "protobuf"
+    net = read_netdef(caffe2_tiny / name)
     types = [op.type for op in net.op]
     assert types[0] == "Conv" and "SpatialBN" in types and "Softmax" in types
     assert net.external_input[0] == "data"
     assert list(net.external_output) == ["softmax"]
 
 
-def test_predict_net_passed_as_weights_is_explained() -> None:
+def test_predict_net_passed_as_weights_is_explained(caffe2_tiny: Path) -> None:
     from nlconvert.errors import CheckpointFormatError
 
     with pytest.raises(CheckpointFormatError, match="predict_net.*init_net"):
-        read_checkpoint(DATA / "tiny_val_predict_net.pb")
+        read_checkpoint(caffe2_tiny / "tiny_val_predict_net.pb")

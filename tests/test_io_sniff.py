@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlconvert.caffe2_pb import NetDef, make_op
 from nlconvert.errors import CheckpointFormatError
 from nlconvert.io import read_checkpoint, sniff
+from nlconvert.io.caffe2_pb import NetDef, make_op
 
 
 def _tar_bytes() -> bytes:

@@ -13,16 +13,11 @@ from nlconvert.errors import OutputExistsError
 from nlconvert.io import load_pickle, read_checkpoint, write_flat_pkl, write_official_pkl
 from nlconvert.io.py2pickle import write_py2_pickle
 
-DATA = Path("/work/shared/data/caffe2_tiny")
-
 
 @pytest.fixture(scope="module")
-def params() -> dict[str, np.ndarray]:
-    if (DATA / "tiny_params.npz").exists():
-        with np.load(DATA / "tiny_params.npz") as z:
-            return {k: z[k] for k in z.files}
-    rng = np.random.default_rng(0)
-    return {"conv1_w": rng.standard_normal((8, 3, 3, 7, 7)).astype(np.float32)}
+def params(caffe2_tiny: Path) -> dict[str, np.ndarray]:
+    with np.load(caffe2_tiny / "tiny_params.npz") as z:
+        return {k: z[k] for k in z.files}
 
 
 def _stdlib(path: Path) -> dict:

@@ -11,11 +11,12 @@ import torch
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from nlconvert.arch.zoo import get_arch  # noqa: E402
 from nlconvert.cli import main  # noqa: E402
 from nlconvert.convert import save_model  # noqa: E402
-from nlconvert.deploy.synthetic import seeded_clip, synthetic_model  # noqa: E402
-from nlconvert.onnx_runtime import OnnxModel, available_providers, open_session  # noqa: E402
-from nlconvert.zoo import get_arch  # noqa: E402
+from nlconvert.runtime.onnx_session import OnnxModel, available_providers, open_session  # noqa: E402
+from nlconvert.synthetic.clips import seeded_clip  # noqa: E402
+from nlconvert.synthetic.models import synthetic_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def _has_cuda() -> bool:
 @pytest.mark.gpu
 @pytest.mark.skipif(not _has_cuda(), reason="needs CUDA (torch and onnxruntime-gpu)")
 def test_cuda_fp16_onnx_matches_and_keeps_up_with_pytorch_fp16(tmp_path):
-    from nlconvert.onnx_export import export_onnx
+    from nlconvert.runtime.onnx_export import export_onnx
 
     model = synthetic_model(get_arch("i3d_nonlocal_8x8"), seed=8)
     shape = (8, 3, 8, 224, 224)

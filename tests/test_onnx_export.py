@@ -11,11 +11,12 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from nlconvert.deploy.synthetic import seeded_clip, synthetic_model  # noqa: E402
+from nlconvert.arch.zoo import get_arch  # noqa: E402
 from nlconvert.errors import InputShapeError, OutputExistsError, ParityError  # noqa: E402
-from nlconvert.onnx_export import FP32_RTOL, FP32_RTOL_PROBS, export_onnx  # noqa: E402
-from nlconvert.onnx_runtime import OnnxModel  # noqa: E402
-from nlconvert.zoo import get_arch  # noqa: E402
+from nlconvert.runtime.onnx_export import FP32_RTOL, FP32_RTOL_PROBS, export_onnx  # noqa: E402
+from nlconvert.runtime.onnx_session import OnnxModel  # noqa: E402
+from nlconvert.synthetic.clips import seeded_clip  # noqa: E402
+from nlconvert.synthetic.models import synthetic_model  # noqa: E402
 
 SMALL = (1, 3, 8, 32, 32)
 
@@ -61,7 +62,8 @@ def test_c2d_export_checks_and_metadata(c2d):
     proto = onnx.load(str(path))
     assert {o.domain: o.version for o in proto.opset_import}[""] >= 17
     assert [i.name for i in proto.graph.input] == ["clip"]
-    assert [o.name for o in proto.graph.output] == ["logits"]
+    # the clip head's file gives the logits first, then the features before them
+    assert [o.name for o in proto.graph.output] == ["logits", "pool5", "res4"]
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "frames", "height", "width"]
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -112,7 +114,7 @@ def test_odd_clip_lengths_through_the_frames_graph(tmp_path):
 
 
 def test_unknown_layout_refused(tmp_path, c2d_model):
-    from nlconvert.onnx_export import ExportError
+    from nlconvert.runtime.onnx_export import ExportError
 
     with pytest.raises(ExportError, match="layout"):
         export_onnx(c2d_model, tmp_path / "x.onnx", layout="nhwc", log=None)
@@ -181,7 +183,7 @@ def test_fully_conv_head_at_224(tmp_path, c2d_model):
     assert report.head == "fully_conv" and c2d_model.head_mode == "clip"
     assert all(c.max_rel <= FP32_RTOL_PROBS for c in report.checks)
     om = OnnxModel(path)
-    assert om.output_name == "probs" and om.head == "fully_conv"
+    assert om.output_names == ["probs"] and om.head == "fully_conv"
     with pytest.raises(InputShapeError, match="224x224"):
         om(np.zeros((1, 3, 8, 112, 112), np.float32))
     probs = om(seeded_clip(shape, 9).numpy())
@@ -216,7 +218,7 @@ def test_failed_check_leaves_no_file(tmp_path, c2d_model):
 
 
 def test_interrupted_export_leaves_no_file(tmp_path, monkeypatch, c2d_model):
-    import nlconvert.onnx_export as ox
+    import nlconvert.runtime.onnx_export as ox
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -229,7 +231,7 @@ def test_interrupted_export_leaves_no_file(tmp_path, monkeypatch, c2d_model):
 
 
 def test_opset_below_17_refused(tmp_path, c2d_model):
-    from nlconvert.onnx_export import ExportError
+    from nlconvert.runtime.onnx_export import ExportError
 
     model = c2d_model
     with pytest.raises(ExportError, match="opset"):

@@ -12,11 +12,11 @@ pytest.importorskip("onnxruntime")
 
 from zoo_cases import VIDEO, small_frames  # noqa: E402
 
+from nlconvert.arch import Head  # noqa: E402
+from nlconvert.arch.zoo import get_arch  # noqa: E402
 from nlconvert.convert import convert_checkpoint  # noqa: E402
-from nlconvert.model.resnet import Head  # noqa: E402
-from nlconvert.onnx_export import FP32_RTOL, export_onnx  # noqa: E402
 from nlconvert.parity.run import run_parity  # noqa: E402
-from nlconvert.zoo import get_arch  # noqa: E402
+from nlconvert.runtime.onnx_export import FP32_RTOL, export_onnx  # noqa: E402
 
 MakeCheckpoint = Callable[..., Path]
 

@@ -16,14 +16,14 @@ from nlconvert.cli import main
 from nlconvert.model.resnet import NLResNet
 
 MakeCheckpoint = Callable[..., Path]
-SMALL = ["--frames", "8", "--size", "64", "--batch", "2"]
+SMALL = ["--frames", "8", "--size", "64", "--batch-size", "2"]
 
 
 @pytest.fixture(scope="module")
 def nl_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from nlconvert.arch.zoo import get_arch
     from nlconvert.io.py2pickle import write_official_pkl
-    from nlconvert.reference.netdef_builder import random_blobs
-    from nlconvert.zoo import get_arch
+    from nlconvert.synthetic import random_blobs
 
     path = tmp_path_factory.mktemp("parity") / "i3d_nonlocal_8x8_IN_pretrain_400k.pkl"
     write_official_pkl(path, random_blobs(get_arch("i3d_nonlocal_8x8"), seed=3),

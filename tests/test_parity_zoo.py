@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from zoo_cases import VIDEO, small_frames
 
+from nlconvert.arch.zoo import get_arch
 from nlconvert.parity.run import run_parity
-from nlconvert.zoo import get_arch
 
 MakeCheckpoint = Callable[..., Path]
 

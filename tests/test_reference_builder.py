@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlconvert.arch import BN_EPSILON, ArchSpec
-from nlconvert.caffe2_pb import arg_dict
+from nlconvert.arch.spec import BN_EPSILON, ArchSpec
+from nlconvert.arch.zoo import arch_names, get_arch
 from nlconvert.errors import ArchitectureError
+from nlconvert.io.caffe2_pb import arg_dict
 from nlconvert.reference import load_net, run_net
 from nlconvert.reference.netdef_builder import (
     build_predict_net,
     expected_blob_names,
     expected_blob_shapes,
-    random_blobs,
 )
-from nlconvert.zoo import arch_names, get_arch
+from nlconvert.synthetic import random_blobs
 
 VIDEO_ARCHS = [n for n in arch_names() if not get_arch(n).is_2d]
 HEADS = ("clip", "fully_conv")
@@ -175,18 +175,9 @@ def test_org_stem_and_grouped_nonlocal_of_128x1():
     assert "nonlocal_conv4_1_out_b" in expected_blob_names(arch)
 
 
-def test_argument_style_matches_the_real_caffe2_nets(tmp_path: Path):
-    tiny = Path(__file__).resolve().parent / "test_reference_tiny.py"
-    from importlib import util
-
-    spec = util.spec_from_file_location("_tiny", tiny)
-    assert spec and spec.loader
-    mod = util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    if not mod.TINY.is_dir():
-        pytest.skip("caffe2_tiny data not present")
+def test_argument_style_matches_the_real_caffe2_nets(caffe2_tiny: Path):
     for split, head in (("val", "clip"), ("test", "fully_conv")):
-        real = load_net(mod.TINY / f"tiny_{split}_predict_net.pb")
+        real = load_net(caffe2_tiny / f"tiny_{split}_predict_net.pb")
         style: dict[str, set[frozenset[str]]] = {}
         for op in real.op:
             style.setdefault(op.type, set()).add(frozenset(arg_dict(op)))

@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlconvert.commands.export_caffe2 import INIT_NET, PREDICT_NET, export_caffe2
+from nlconvert.arch.zoo import get_arch
 from nlconvert.errors import ArchitectureError, MappingError, OutputExistsError
+from nlconvert.io import netdef_from_blobs
 from nlconvert.reference import load_net, run_net
-from nlconvert.reference.netdef_builder import (
-    build_predict_net,
-    expected_blob_names,
-    random_blobs,
-)
-from nlconvert.zoo import get_arch
+from nlconvert.reference.caffe2_export import INIT_NET, PREDICT_NET, export_caffe2
+from nlconvert.reference.netdef_builder import build_predict_net, expected_blob_names
+from nlconvert.synthetic import random_blobs
 
 ARCH = "c2d_baseline_8x8"  # the smallest zoo net: export + read back stays a few seconds
 
@@ -59,12 +57,10 @@ def _check_pair(out: Path, blobs: dict[str, np.ndarray], head: str, batch: int) 
 
 def test_cli_exports_an_init_net_checkpoint(tmp_path: Path, blobs, capsys):
     """A checkpoint given as init_net.pb (plus blobs the net does not read) round-trips."""
-    pytest.importorskip("nlconvert.io.checkpoint")
     from nlconvert.cli import main
-    from nlconvert.reference.netdef_builder import build_init_net
 
     src = tmp_path / "weights_init_net.pb"
-    src.write_bytes(build_init_net(blobs).SerializeToString())
+    src.write_bytes(netdef_from_blobs(blobs).SerializeToString())
     out = tmp_path / "out"
     rc = main(["export-caffe2", str(src), "-o", str(out), "--arch", ARCH,
                "--head", "fully_conv", "--batch-size", "2"])
@@ -76,7 +72,6 @@ def test_cli_exports_an_init_net_checkpoint(tmp_path: Path, blobs, capsys):
 
 
 def test_cli_reports_missing_blobs_of_a_foreign_checkpoint(tmp_path: Path, capsys):
-    pytest.importorskip("nlconvert.io.checkpoint")
     from nlconvert.cli import main
 
     src = tmp_path / "tiny.pkl"
@@ -91,7 +86,7 @@ def test_cli_reports_missing_blobs_of_a_foreign_checkpoint(tmp_path: Path, capsy
 @pytest.mark.slow
 def test_exported_pair_runs_at_full_size(tmp_path: Path, blobs):
     arch = get_arch(ARCH)
-    export_caffe2(arch, blobs, tmp_path, "clip", 1)
+    export_caffe2(arch, blobs, tmp_path, head="clip", batch_size=1)
     ws = run_net(load_net(tmp_path / INIT_NET), {}, record=False)
     x = np.random.default_rng(0).standard_normal((1, 3, arch.frames, 224, 224), dtype=np.float32)
     ws.update(data=x)

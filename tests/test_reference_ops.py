@@ -13,15 +13,15 @@ import math
 import numpy as np
 import pytest
 
-from nlconvert.caffe2_pb import NetDef, make_op
 from nlconvert.errors import NLConvertError
+from nlconvert.io import netdef_from_blobs
+from nlconvert.io.caffe2_pb import NetDef, make_op
 from nlconvert.reference import (
     OperatorArgumentError,
     ReferenceExecutionError,
     UnsupportedOperatorError,
     run_net,
 )
-from nlconvert.reference.netdef_builder import build_init_net
 
 RNG = np.random.default_rng(1234)
 
@@ -348,10 +348,10 @@ def test_dot_product_denominator_sequence():
 
 
 # ----- init nets and the executor ---------------------------------------------------------
-def test_given_tensor_fills_round_trip_through_build_init_net():
+def test_given_tensor_fills_round_trip_through_the_init_net_writer():
     blobs = {"a": rand(2, 3, 1, 1, 1), "b": rand(7), "c": np.zeros((0, 3), np.float32)}
     net = NetDef()
-    net.ParseFromString(build_init_net(blobs).SerializeToString())
+    net.ParseFromString(netdef_from_blobs(blobs).SerializeToString())
     ws = run_net(net, {})
     for k, v in blobs.items():
         assert ws[k].dtype == np.float32
@@ -403,7 +403,7 @@ def test_reference_is_independent_of_torch_and_the_model():
     code = (
         "import sys\n"
         "import nlconvert.reference, nlconvert.reference.netdef_builder\n"
-        "import nlconvert.commands.export_caffe2\n"
+        "import nlconvert.reference.caffe2_export\n"
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', "
         "'nlconvert.model'))]\n"
         "assert not bad, bad\n"

@@ -1,55 +1,39 @@
 """The numpy reference reproduces every blob real Caffe2 produced for the tiny nets.
 
-shared/data/caffe2_tiny holds the official op sequence (both heads) run by the Caffe2 runtime
-of PyTorch 1.8.1, its init nets, inputs and every blob the run produced. In-place blobs hold
-their final values there.
+tests/data/caffe2_tiny (a copy of shared/data/caffe2_tiny) holds the official op sequence
+(both heads) run by the Caffe2 runtime of PyTorch 1.8.1, its init nets, inputs and every blob
+the run produced. In-place blobs hold their final values there.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nlconvert.caffe2_pb import arg_dict
+from nlconvert.io.caffe2_pb import arg_dict
 from nlconvert.reference import load_net, run_init_and_predict
-
-
-def _tiny_dir() -> Path:
-    """NLCONVERT_TINY_DIR, else shared/data/caffe2_tiny beside or above the checkout."""
-    if os.environ.get("NLCONVERT_TINY_DIR"):
-        return Path(os.environ["NLCONVERT_TINY_DIR"])
-    root = Path(__file__).resolve().parents[1]
-    for base in (root, root.parent):
-        if (base / "shared" / "data" / "caffe2_tiny").is_dir():
-            return base / "shared" / "data" / "caffe2_tiny"
-    return Path("/work/shared/data/caffe2_tiny")
-
-
-TINY = _tiny_dir()
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="caffe2_tiny data not present")
 
 RTOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def caffe2_outputs() -> dict[str, np.ndarray]:
-    with np.load(TINY / "tiny_caffe2_outputs.npz") as z:
+def caffe2_outputs(caffe2_tiny: Path) -> dict[str, np.ndarray]:
+    with np.load(caffe2_tiny / "tiny_caffe2_outputs.npz") as z:
         return {k: z[k] for k in z.files}
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict[str, object]:
-    with np.load(TINY / "tiny_input.npz") as z:
+def runs(caffe2_tiny: Path) -> dict[str, object]:
+    with np.load(caffe2_tiny / "tiny_input.npz") as z:
         inputs = {k: z[k] for k in z.files}
     return {
         split: (
-            load_net(TINY / f"tiny_{split}_predict_net.pb"),
+            load_net(caffe2_tiny / f"tiny_{split}_predict_net.pb"),
             run_init_and_predict(
-                load_net(TINY / f"tiny_{split}_init_net.pb"),
-                load_net(TINY / f"tiny_{split}_predict_net.pb"),
+                load_net(caffe2_tiny / f"tiny_{split}_init_net.pb"),
+                load_net(caffe2_tiny / f"tiny_{split}_predict_net.pb"),
                 {"data": inputs[split]},
             ),
         )

@@ -10,8 +10,9 @@ import pytest
 import videos as V
 
 from nlconvert import cli
+from nlconvert.runtime import backends
 from nlconvert.video import evaluate as ev
-from nlconvert.video import predict, scorer
+from nlconvert.video import predict
 from nlconvert.video.datalist import ListError, read_list
 from nlconvert.video.resultsdb import DatabaseMismatchError, ResultsDB, RunConfig
 
@@ -50,7 +51,7 @@ def _config(arch="stand-in", views="10x3", sha="0" * 64):
 
 
 def _run(entries, dbpath, **kw):
-    model = V.StandInScorer(num_classes=3, frames=4, rate=2)
+    model = V.StandInBackend(num_classes=3, frames=4, rate=2)
     db = ResultsDB(dbpath, _config())
     try:
         summary = ev.evaluate(model, entries, db, "10x3", **kw)
@@ -111,7 +112,7 @@ def test_evaluate_records_everything_and_reports(dataset, tmp_path):
     # stored scores are predict()'s sum of softmaxes
     first = entries[0]
     np.testing.assert_allclose(
-        scores[first.key], predict(V.StandInScorer(3, 4, 2), first.path), rtol=1e-5
+        scores[first.key], predict(V.StandInBackend(3, 4, 2), first.path), rtol=1e-5
     )
     report = ev.build_report(entries, results, _config(), CLASSES, [])
     ok = [e for e in entries if results[e.key].status == "ok"]
@@ -198,14 +199,17 @@ def test_evaluate_command(dataset, tmp_path, monkeypatch, capsys):
     root, vallist = dataset
     model_file = tmp_path / "model.pt"
     model_file.write_bytes(b"stand-in")
-    monkeypatch.setattr(scorer, "open_scorer",
-                        lambda p, device="cpu": V.StandInScorer(num_classes=400, frames=4, rate=2))
+    monkeypatch.setattr(backends, "open_backend", V.stand_in_factory(num_classes=400, frames=4,
+                                                                     rate=2))
     db, md, js = tmp_path / "r.sqlite", tmp_path / "eval.md", tmp_path / "eval.json"
     args = ["evaluate", str(model_file), "--list", str(vallist), "--root", str(root),
             "--views", "10x3", "--db", str(db), "--report", str(md), "--json", str(js),
-            "--batch", "16"]
+            "--batch-size", "16", "--workers", "0"]
     assert cli.main([*args, "--limit", "2"]) == 0
     assert json.loads(js.read_text())["pending"] == 6
+    assert cli.main(args) == 2  # the reports exist: replaced only with --force
+    assert "--force" in capsys.readouterr().err
+    args.append("--force")
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "failed 2" in out

@@ -9,7 +9,9 @@ import pytest
 import videos as V
 
 from nlconvert import cli
-from nlconvert.video import Prediction, predict, predict_video, scorer, top_k
+from nlconvert.arch import top_k
+from nlconvert.runtime import backends
+from nlconvert.video import Prediction, predict, predict_video
 from nlconvert.video.views import load_views
 
 pytest.importorskip("av")
@@ -21,21 +23,21 @@ def clip(tmp_path_factory):
 
 
 def test_predict_is_the_sum_of_view_softmaxes(clip):
-    model = V.StandInScorer(frames=4, rate=2)
-    scores = predict(model, clip, views="10x3", batch=7)
+    model = V.StandInBackend(frames=4, rate=2, batch_size=7)
+    scores = predict(model, clip, views="10x3")
     views = load_views(clip, 4, 2, "10x3")
-    expected = V.StandInScorer(frames=4, rate=2)(views).astype(np.float64).sum(axis=0)
+    expected = V.StandInBackend(frames=4, rate=2).probs(views).astype(np.float64).sum(axis=0)
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
     assert scores.shape == (400,) and abs(scores.sum() - 30) < 1e-3
     assert model.views_scored == 30 and model.calls == 5  # batches of 7
 
 
 def test_prediction_mean_and_topk(clip):
-    pred, pixels = predict_video(V.StandInScorer(frames=4, rate=2), clip, "10x1", k=3)
+    pred, pixels = predict_video(V.StandInBackend(frames=4, rate=2), clip, "10x1", k=3)
     assert isinstance(pred, Prediction) and pred.num_views == 10 and pixels.shape[0] == 10
     np.testing.assert_allclose(pred.mean, pred.scores / 10)
     best = np.argsort(-pred.mean)[:3]
-    from nlconvert.classes import kinetics400_names
+    from nlconvert.arch.classes import kinetics400_names
 
     assert [t[0] for t in pred.topk] == list(best)
     assert [t[1] for t in pred.topk] == [kinetics400_names()[i] for i in best]
@@ -49,13 +51,13 @@ def test_topk_without_names_shows_indices():
 
 
 def test_one_by_one_view(clip):
-    model = V.StandInScorer(num_classes=7, frames=8, rate=2)
+    model = V.StandInBackend(num_classes=7, frames=8, rate=2)
     scores = predict(model, clip, views="1x1")
     assert scores.shape == (7,) and abs(scores.sum() - 1) < 1e-5
 
 
 def test_frames_and_rate_override(clip):
-    model = V.StandInScorer(frames=4, rate=2)
+    model = V.StandInBackend(frames=4, rate=2)
     pred, pixels = predict_video(model, clip, "10x3", frames=2, rate=5)
     assert pixels.shape[2] == 2 and pred.plan.rate == 5
 
@@ -64,18 +66,18 @@ def test_frames_and_rate_override(clip):
 def cli_model(tmp_path, monkeypatch):
     path = tmp_path / "model.pt"
     path.write_bytes(b"stand-in model")
-    monkeypatch.setattr(scorer, "open_scorer",
-                        lambda p, device="cpu": V.StandInScorer(frames=4, rate=2))
+    monkeypatch.setattr(backends, "open_backend", V.stand_in_factory(frames=4, rate=2))
     return path
 
 
 def test_predict_command(clip, cli_model, tmp_path, capsys):
     out, npy = tmp_path / "out.json", tmp_path / "views.npy"
     code = cli.main(["predict", str(cli_model), str(clip), "--views", "10x3", "--topk", "3",
-                     "--json", str(out), "--save-clips", str(npy), "--batch", "10"])
+                     "--json", str(out), "--save-clips", str(npy), "--batch-size", "10"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "24 frames, 30 views" in printed and printed.count("\n") == 4
+    assert "24 frames, 30 views" in printed and printed.count("\n") == 5
+    assert printed.startswith("backend: ")
     data = json.loads(out.read_text())
     assert len(data) == 1 and len(data[0]["topk"]) == 3
     assert data[0]["plan"]["clips"][1] == [(24 // 10 + 2 * k) % 24 for k in range(4)]

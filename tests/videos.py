@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nlconvert.arch import get_arch
+from nlconvert.arch.spec import ArchSpec
+from nlconvert.runtime.backends import Backend, BackendInfo
+
 BITS = 10  # up to 1023 frames
 DARK, BRIGHT = 40, 220
 
@@ -36,6 +40,19 @@ def codec_for(ext: str) -> tuple[str, str] | None:
             continue
         return codec, pix
     return None
+
+
+def stand_in_factory(**kw):
+    """An ``open_backend`` replacement giving a :class:`StandInBackend` per model file (its
+    SHA-256 is the file's, so two files are two models)."""
+
+    def open_stand_in(path, backend="auto", **options):
+        from nlconvert._hashing import file_sha256
+
+        size = options.get("batch_size") or 6
+        return StandInBackend(model_sha256=file_sha256(path), batch_size=size, **kw)
+
+    return open_stand_in
 
 
 def index_luma(index: int, height: int, width: int, bits: int = BITS) -> np.ndarray:
@@ -196,34 +213,47 @@ def make_bad_files(folder: str | Path, good: str | Path) -> dict[str, Path]:
     }
 
 
-class StandInScorer:
-    """A tiny deterministic model: softmax of a fixed projection of 4x4-pooled frame means.
+class _AnyClipArch(ArchSpec):
+    """An architecture record for the stand-in: it takes clips of any shape."""
 
-    Same interface as :class:`nlconvert.video.Scorer`; counts the views it scores so tests
-    can prove nothing is scored twice.
+    def check_clip(self, shape, head, static_shape=None) -> None:  # noqa: D102
+        return None
+
+
+class StandInBackend(Backend):
+    """A tiny deterministic model behind the real Backend interface: the softmax of a fixed
+    projection of 4x4-pooled frame means.
+
+    Counts the clips it scores so tests can prove nothing is scored twice. Its "features"
+    (clip head) are the 48 pooled means (pool5), their first half (res4) and the logits.
     """
 
-    def __init__(self, num_classes: int = 400, frames: int = 4, rate: int = 2, seed: int = 0):
+    def __init__(self, num_classes: int = 400, frames: int = 4, rate: int = 2, seed: int = 0,
+                 batch_size: int = 6, model_sha256: str = "0" * 64):
         rng = np.random.default_rng(seed)
         self.weights = rng.standard_normal((48, num_classes)).astype(np.float32)
-        self.frames, self.rate = frames, rate
-        self.name = "stand-in"
+        arch = _AnyClipArch(**{**get_arch("c2d_baseline_8x8").__dict__, "name": "stand-in",
+                               "frames": frames, "sample_rate": rate, "num_classes": num_classes})
+        info = BackendInfo("torch", "cpu", "fp32", "stand-in", 0.0)
+        super().__init__(info=info, arch=arch, class_names=None, model_path=None,
+                         model_sha256=model_sha256, batch_size=batch_size)
         self.calls = 0
         self.views_scored = 0
-        if num_classes == 400:
-            from nlconvert.classes import kinetics400_names
 
-            self.class_names: list[str] | None = list(kinetics400_names())
-        else:
-            self.class_names = None
-
-    def __call__(self, views: np.ndarray) -> np.ndarray:
-        assert views.dtype == np.float32 and views.ndim == 5 and views.shape[1] == 3
+    def _forward(self, clips: np.ndarray, head) -> dict[str, np.ndarray]:
+        assert clips.dtype == np.float32 and clips.ndim == 5 and clips.shape[1] == 3
         self.calls += 1
-        self.views_scored += views.shape[0]
-        v, c, t, h, w = views.shape
-        pooled = views.mean(axis=2).reshape(v, c, 4, h // 4, 4, w // 4).mean(axis=(3, 5))
-        logits = pooled.reshape(v, 48) @ self.weights * 2.0
-        logits -= logits.max(axis=1, keepdims=True)
+        self.views_scored += clips.shape[0]
+        v, c, t, h, w = clips.shape
+        pooled = clips.mean(axis=2).reshape(v, c, 4, h // 4, 4, w // 4).mean(axis=(3, 5))
+        pooled = pooled.reshape(v, 48)
+        logits = pooled @ self.weights * 2.0
+        if head == "clip":
+            return {"logits": logits, "pool5": pooled, "res4": pooled[:, :24]}
+        logits = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return {"probs": (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
+
+    def probs(self, clips: np.ndarray) -> np.ndarray:
+        """What :meth:`scores` gives, computed directly (for expected values in tests)."""
+        return self._forward(np.ascontiguousarray(clips, dtype=np.float32), "fully_conv")["probs"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nlconvert.zoo import arch_names, get_arch
+from nlconvert.arch.zoo import arch_names, get_arch
 
 VIDEO = [n for n in arch_names() if not get_arch(n).is_2d]
 

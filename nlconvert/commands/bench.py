@@ -1,102 +1,108 @@
-"""``nlconvert bench``: latency and throughput of the inference paths on seeded clips."""
+"""``nlconvert bench``: latency and errors of the backends on seeded clips."""
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from pathlib import Path
 
-from ..deploy import GRAPH_LAYOUTS
+import click
+
+from ..arch import GRAPH_LAYOUTS
+from .options import (
+    BACKENDS,
+    comma_list,
+    debug_option,
+    device_option,
+    existing_file,
+    force_option,
+    frames_option,
+    head_option,
+    json_option,
+    no_compile_option,
+    size_option,
+    threads_option,
+)
 
 
-def _ints(text: str) -> list[int]:
+def _ints(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+        values = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
     if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
     return values
 
 
-def _layouts(text: str) -> list[str]:
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    if not values or any(v not in GRAPH_LAYOUTS for v in values):
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated subset of {','.join(GRAPH_LAYOUTS)}, got {text!r}")
-    return values
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="time PyTorch / ONNX Runtime inference paths and their errors vs eager fp32",
-        description=(
-            "Time every inference path this machine has (PyTorch eager fp32, bf16 autocast "
-            "with channels_last_3d on CPUs with AVX512-BF16/AMX, ONNX Runtime CPU, CUDA "
-            "fp32/fp16 with a GPU; --fast, --compile, --int8 add the optimised paths) on the "
-            "same seeded clips: median and p90 latency, clips/s, and the max relative error "
-            "and top-1 agreement against PyTorch eager fp32."
-        ),
-    )
-    p.add_argument("model", help="nlconvert .pt/.safetensors (or a Caffe2 .pkl/.pb)")
-    p.add_argument("--onnx", help="float32 .onnx export of the same model (default: export one)")
-    p.add_argument("--head", choices=["clip", "fully_conv"], default="clip")
-    p.add_argument("--frames", type=int, help="clip length (default: the training length)")
-    p.add_argument("--size", type=int, default=224, help="height and width (default 224)")
-    p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4 (default 1)")
-    p.add_argument("--threads", type=int, help="intra-op threads for PyTorch and ONNX Runtime")
-    p.add_argument("--runs", type=int, default=10, help="timed runs per path (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs per path (default 2)")
-    p.add_argument("--error-clips", type=int, default=3,
-                   help="seeded clips for the errors and top-1 agreement (default 3)")
-    p.add_argument("--fast", action="store_true",
-                   help="add the fast path: folded norms, SDPA non-local, bf16, channels_last_3d")
-    p.add_argument("--compile", action="store_true",
-                   help="add the fast path under torch.compile (inductor, freezing; slow start)")
-    p.add_argument("--int8", action="store_true",
-                   help="add ONNX Runtime int8 (static quantisation calibrated on seeded clips)")
-    p.add_argument("--layouts", type=_layouts, default=[GRAPH_LAYOUTS[0]],
-                   help="without --onnx: ONNX graph layouts to export and time, comma-separated "
-                        f"({', '.join(GRAPH_LAYOUTS)}; default {GRAPH_LAYOUTS[0]})")
-    p.add_argument("--json", help="write the results as a JSON list to this file")
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
+@click.command("bench", short_help="Time the backends and their errors against torch fp32.")
+@click.argument("model", type=existing_file())
+@click.option("--backend", "backends", default=",".join(BACKENDS[1:]), show_default=True,
+              callback=comma_list(BACKENDS[1:]), metavar="NAMES",
+              help="Comma-separated backends to time (torch is always timed: the reference).")
+@head_option()
+@frames_option()
+@size_option(default=224)
+@click.option("--batch-sizes", default="1", show_default=True, callback=_ints, metavar="N,N",
+              help="Batch sizes to time, e.g. 1,8.")
+@threads_option
+@device_option
+@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed runs per path.")
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Untimed runs per path.")
+@click.option("--error-clips", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Seeded clips for the errors and top-1 agreement.")
+@click.option("--int8", is_flag=True,
+              help="Also time ONNX Runtime int8 (static quantisation calibrated on seeded clips; "
+                   "approximate).")
+@click.option("--layouts", default="frames", show_default=True,
+              callback=comma_list(GRAPH_LAYOUTS), metavar="NAMES",
+              help="ONNX graph layouts to time, comma-separated (frames, ncthw); the first is "
+                   "the onnx backend's own, the others are exported for the benchmark.")
+@no_compile_option
+@json_option
+@force_option
+@debug_option
+def command(model: Path, backends: list[str], head: str, frames: int | None, size: int,
+            batch_sizes: list[int], threads: int | None, device: str, runs: int, warmup: int,
+            error_clips: int, int8: bool, layouts: list[str], no_compile: bool,
+            json_path: str | None, force: bool) -> int:
+    """Time the backends (torch, onnx, fast; see --backend) on the same seeded clips: median
+    and p90 latency, clips/s, speed-up against torch, and the max relative error and top-1
+    agreement against torch fp32."""
     import tempfile
-    from pathlib import Path
 
-    from ..bench import (
+    from .._atomic import atomic_write_text, check_writable
+    from ..runtime.bench import (
+        bench_paths,
         format_table,
         machine_line,
+        results_json,
         run_benchmark,
-        standard_paths,
         torch_threads,
-        write_json,
     )
-    from ..convert import load_model
 
-    model = load_model(args.model, head=args.head)
-    frames = args.frames or model.arch.frames
+    if json_path and json_path != "-":
+        check_writable(json_path, force)
     results = []
-    exported: dict[str, Path] = {}  # ONNX files made once for every batch size
-    with torch_threads(args.threads), tempfile.TemporaryDirectory(prefix="nlconvert-bench-") as work:
-        print(machine_line(args.threads))
-        for batch in args.batch:
-            shape = (batch, 3, frames, args.size, args.size)
-            from ..onnx_runtime import check_clip_shape
-
-            check_clip_shape(model.arch, args.head, shape)
-            paths = standard_paths(model, onnx_file=args.onnx, threads=args.threads,
-                                   fast=args.fast, compile=args.compile, int8=args.int8,
-                                   calib_shape=(1, 3, frames, args.size, args.size),
-                                   workdir=work, layouts=args.layouts, exported=exported)
+    with torch_threads(threads), tempfile.TemporaryDirectory(prefix="nlconvert-bench-") as work:
+        print(machine_line(threads))
+        paths, arch = bench_paths(model, backends, head=head, device=device,  # type: ignore[arg-type]
+                                  threads=threads, batch_size=max(batch_sizes),
+                                  compile=not no_compile, layouts=layouts, int8=int8,
+                                  calib_shape=(1, 3, frames or 0, size, size), workdir=work,
+                                  log=print)
+        for batch in batch_sizes:
+            shape = (batch, 3, frames or arch.frames, size, size)
+            arch.check_clip(shape, head)
             print(f"batch {batch}: {'x'.join(map(str, shape))}, {len(paths)} paths, "
-                  f"{args.warmup} warm-up + {args.runs} timed runs each (round-robin)")
-            results += run_benchmark(paths, shape, runs=args.runs, warmup=args.warmup,
-                                     error_clips=args.error_clips)
-    print(format_table(results))
-    if args.json:
-        write_json(results, args.json)
-        print(f"wrote {args.json}")
+                  f"{warmup} warm-up + {runs} timed runs each (round-robin)")
+            results += run_benchmark(paths, shape, runs=runs, warmup=warmup,
+                                     error_clips=error_clips)
+    if json_path == "-":
+        print(results_json(results), end="")
+    else:
+        print(format_table(results))
+    if json_path and json_path != "-":
+        atomic_write_text(json_path, results_json(results), force)
+        print(f"wrote {json_path}")
     return 0

@@ -2,72 +2,113 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any
+from pathlib import Path
 
-from ..atomic import atomic_write_text
-from ..errors import EXIT_OK, NLConvertError
-from .predict import add_view_options
+import click
 
-
-def register(subparsers: Any) -> None:
-    """Add the ``evaluate`` sub-command."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="evaluate on a video list (vallist.txt or Kinetics CSV), resumable",
-        description="Score every video of a list with the paper's test protocol; results go "
-        "to SQLite as they are computed, so a killed run resumes with the same --db.",
-    )
-    p.add_argument("model", help="converted .pt, .onnx, or original Caffe2 .pkl")
-    p.add_argument("--list", required=True, dest="list_path",
-                   help="vallist.txt (<path> <label>) or Kinetics CSV")
-    p.add_argument("--root", default=None, help="folder of the videos (default: the list's)")
-    p.add_argument("--db", required=True, help="SQLite results database (created or resumed)")
-    p.add_argument("--report", default=None, help="Markdown report to write")
-    p.add_argument("--json", default=None, help="JSON report to write")
-    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: in-process)")
-    p.add_argument("--limit", type=int, default=None, help="handle at most N new videos")
-    add_view_options(p)
-    p.set_defaults(run=run)
+from .options import (
+    backend_option,
+    batch_size_option,
+    check_option,
+    debug_option,
+    device_option,
+    existing_file,
+    force_option,
+    frames_option,
+    json_option,
+    no_compile_option,
+    output_path,
+    rate_option,
+    threads_option,
+    views_option,
+    workers_option,
+)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``nlconvert evaluate``."""
+@click.command("evaluate", short_help="Evaluate on a video list (vallist.txt or Kinetics CSV), resumably.")
+@click.argument("model", type=existing_file())
+@click.option("--list", "list_path", required=True, type=existing_file(), metavar="FILE",
+              help="vallist.txt ('<path> <label index>' per line) or a Kinetics CSV "
+                   "(label,youtube_id,time_start,time_end,split).")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              metavar="DIR", help="Folder of the videos (default: the list's folder).")
+@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="SQLite results database: created, or resumed when it exists (never overwritten).")
+@click.option("--report", callback=output_path((".md",)), metavar="FILE",
+              help="Write the Markdown report here.")
+@json_option
+@workers_option
+@click.option("--limit", type=click.IntRange(min=0), metavar="N",
+              help="Handle at most N new videos in this run.")
+@views_option
+@batch_size_option(help="Views per forward pass (default 6).")
+@frames_option()
+@rate_option
+@backend_option
+@device_option
+@threads_option
+@no_compile_option
+@check_option
+@force_option
+@debug_option
+def command(model: Path, list_path: Path, root: Path | None, db: Path, report: Path | None,
+            json_path: str | None, workers: int | None, limit: int | None, views: str,
+            batch_size: int | None, frames: int | None, rate: int | None, backend: str,
+            device: str, threads: int | None, no_compile: bool, check: bool, force: bool) -> int:
+    """Score every video of a list with the paper's test protocol; each result goes to the
+    SQLite --db as soon as it is computed, so a killed run resumes where it stopped (no video
+    is scored twice). The database records the model, views, clip and backend, and refuses a
+    run with other settings. Videos are named in the Kinetics CSV by
+    <youtube_id>_<start:06d>_<end:06d> (the downloader's naming) or <youtube_id>, in a folder
+    per class or flat; missing and undecodable videos are recorded with their reason and
+    count as wrong in the official accuracy."""
+    from .._atomic import atomic_write_text, check_writable
+    from .._hashing import file_sha256
+    from .._progress import status
+    from ..errors import EXIT_OK
+    from ..runtime.backends import describe_choice, open_backend
     from ..video import evaluate as ev
-    from ..video import protocol, scorer
+    from ..video.protocol import Views
     from ..video.resultsdb import ResultsDB, RunConfig
+    from ..video.workers import default_workers
 
-    views = protocol.Views.parse(args.views)
-    if args.workers < 0 or (args.limit is not None and args.limit < 0):
-        raise NLConvertError("--workers and --limit must not be negative")
-    model = scorer.open_scorer(args.model, device=args.device)
-    entries = ev.read_list(args.list_path, args.root, model.class_names)
+    v = Views.parse(views)
+    for out in (report, json_path if json_path != "-" else None):
+        if out:
+            check_writable(out, force)
+    with status(f"loading {model}") as st:
+        runner = open_backend(model, backend, device=device, threads=threads,
+                              batch_size=batch_size, compile=not no_compile, log=st.log)
+    runner.require("fully_conv")
+    if json_path != "-":
+        print(describe_choice(backend, runner))
+    entries = ev.read_list(list_path, root, runner.class_names)
     config = RunConfig(
-        model_sha256=scorer.file_sha256(args.model),
-        model_path=str(args.model),
-        arch=str(getattr(getattr(model, "arch", None), "name", None) or getattr(model, "name", "")),
-        views=str(views),
-        frames=args.frames or model.frames,
-        rate=args.rate or model.rate,
-        num_classes=len(model.class_names) if model.class_names else 0,
+        model_sha256=runner.model_sha256 or file_sha256(model), model_path=str(model),
+        arch=runner.arch.name, views=str(v), frames=frames or runner.arch.frames,
+        rate=rate or runner.arch.sample_rate,
+        num_classes=len(runner.class_names) if runner.class_names else runner.arch.num_classes,
+        backend=f"{runner.info.name}/{runner.info.precision}",
     )
-    db = ResultsDB(args.db, config, list_path=str(args.list_path))
+    results = ResultsDB(db, config, list_path=str(list_path))
     try:
-        summary = ev.evaluate(model, entries, db, views, workers=args.workers, batch=args.batch,
-                              limit=args.limit, frames=config.frames, rate=config.rate)
-        report = ev.build_report(entries, db.results(), config, model.class_names,
-                                 ev.published_for(config.arch))
+        summary = ev.evaluate(runner, entries, results, v, workers=default_workers(workers),
+                              limit=limit, frames=config.frames, rate=config.rate, check=check)
+        data = ev.build_report(entries, results.results(), config, runner.class_names,
+                               ev.published_for(config.arch))
     finally:
-        db.close()
-    if args.report:
-        atomic_write_text(args.report, ev.report_markdown(report), force=True)
-    if args.json:
-        atomic_write_text(args.json, ev.report_json(report), force=True)
-    o, d = report["official"], report["decoded"]
-    print(f"listed {report['listed']}: scored {report['scored']}, failed {report['failed']}, "
-          f"pending {report['pending']} (this run: {summary.scored} scored, {summary.failed} "
-          f"failed, {summary.already_done} already in {args.db}, {summary.seconds:.1f}s)")
+        results.close()
+    if report:
+        atomic_write_text(report, ev.report_markdown(data), force=force)
+    if json_path == "-":
+        print(ev.report_json(data), end="")
+    elif json_path:
+        atomic_write_text(json_path, ev.report_json(data), force=force)
+    o, d = data["official"], data["decoded"]
+    print(f"listed {data['listed']}: scored {data['scored']}, failed {data['failed']}, "
+          f"pending {data['pending']} (this run: {summary.scored} scored, {summary.failed} "
+          f"failed, {summary.already_done} already in {db}, {summary.seconds:.1f}s)")
     print(f"top-1 {_f(o['top1'])} / top-5 {_f(o['top5'])} over all {o['denominator']} listed "
           f"(failures count as wrong); top-1 {_f(d['top1'])} / top-5 {_f(d['top5'])} over "
           f"{d['denominator']} decoded")

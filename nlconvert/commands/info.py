@@ -1,63 +1,138 @@
-"""``nlconvert info``: what a checkpoint holds, which architecture it is, what is ignored."""
+"""``nlconvert info``: what a checkpoint, model file or ONNX file holds; the zoo."""
 
 from __future__ import annotations
 
-import argparse
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import click
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "info",
-        help="list a checkpoint's blobs, its detected architecture and what is ignored",
-        description="Describe a Caffe2 checkpoint without converting it.",
-    )
-    p.add_argument("checkpoint", nargs="?", help=".pkl or init_net.pb")
-    p.add_argument("--predict-net", help="predict_net.pb beside an init_net.pb")
-    p.add_argument("--arch", help="check the blobs against this architecture")
-    p.add_argument("--blobs", action="store_true", help="list every blob with its shape")
-    p.add_argument("--list-archs", action="store_true", help="list the zoo architectures")
-    p.set_defaults(run=run)
+from .options import arch_option, debug_option, existing_file, force_option, json_option
 
 
-def _list_archs() -> None:
-    from ..zoo import arch_names, get_arch, published_accuracy
+@click.command("info", short_help="Describe a checkpoint, .pt or .onnx file; list the zoo.")
+@click.argument("model", type=existing_file(), required=False)
+@click.option("--predict-net", type=existing_file(), metavar="FILE",
+              help="The predict_net.pb beside an init_net.pb.")
+@arch_option(help="Check the blobs against this architecture.")
+@click.option("--blobs", is_flag=True, help="List every blob with its shape.")
+@click.option("--list-archs", is_flag=True,
+              help="List the zoo's architectures and where each released checkpoint was published.")
+@json_option
+@force_option
+@debug_option
+def command(model: Path | None, predict_net: Path | None, arch: str | None, blobs: bool,
+            list_archs: bool, json_path: str | None, force: bool) -> int:
+    """Describe MODEL without converting it: a Caffe2 checkpoint (.pkl, init_net.pb: blobs,
+    detected architecture, what is ignored), a converted .pt/.safetensors or an exported
+    .onnx (architecture, head, classes, provenance). --list-archs prints the zoo."""
+    from ..convert.formats import MODEL_SUFFIXES, ONNX_SUFFIX
+    from ..errors import ArchitectureError
 
-    for name in arch_names():
-        arch = get_arch(name)
-        files = ", ".join(c.file for c in published_accuracy(name)) or "(no released checkpoint)"
-        print(f"{arch.describe()}\n    {files}")
+    if list_archs:
+        data: dict[str, Any] = {"architectures": _zoo()}
+        lines = [f"{a['description']}\n    " + ("\n    ".join(
+            f"{c['file']}.pkl  {c['url']}" for c in a["checkpoints"]) or "(no released checkpoint)")
+            for a in data["architectures"]]
+    elif model is None:
+        raise ArchitectureError("info needs a model file (or --list-archs)")
+    elif model.suffix.lower() in MODEL_SUFFIXES:
+        data, lines = _model_file(model)
+    elif model.suffix.lower() == ONNX_SUFFIX:
+        data, lines = _onnx_file(model)
+    else:
+        data, lines = _checkpoint(model, predict_net, arch, blobs)
+    _emit(lines, data, json_path, force)
+    return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..arch_detect import blob_facts, resolve_arch
+def _emit(lines: list[str], data: dict[str, Any], json_path: str | None, force: bool) -> None:
+    from .._atomic import atomic_write_text
+
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    if json_path == "-":
+        print(text, end="")
+        return
+    print("\n".join(lines))
+    if json_path:
+        atomic_write_text(json_path, text, force)
+        print(f"wrote {json_path}")
+
+
+def _zoo() -> list[dict[str, Any]]:
+    from ..arch import arch_names, get_arch, published_accuracy
+
+    return [{"name": name, "description": get_arch(name).describe(),
+             "checkpoints": [{"file": c.file, "url": c.url, "top1": c.top1, "top5": c.top5}
+                             for c in published_accuracy(name)]}
+            for name in arch_names()]
+
+
+def _model_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    from ..convert.modelfile import read_model_info
+
+    info = read_model_info(path)
+    data = {"file": str(path), "kind": "nlconvert model", "arch": info.arch.to_dict(),
+            "classes": len(info.class_names or []) or info.arch.num_classes,
+            "class_names": info.class_names, "provenance": info.provenance}
+    lines = [f"file: {path}  (nlconvert model file)",
+             f"architecture: {info.arch.describe()}",
+             f"classes: {data['classes']}" + (" (Kinetics-400 names)" if info.class_names else ""),
+             *[f"provenance: {k} = {v}" for k, v in info.provenance.items()]]
+    return data, lines
+
+
+def _onnx_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    from ..runtime.onnx_session import OnnxModel
+
+    model = OnnxModel(path, providers=["CPUExecutionProvider"], threads=1)
+    meta = model.metadata
+    shape = "dynamic" if model.static_shape is None else "x".join(
+        "?" if d is None else str(d) for d in model.static_shape)
+    data = {"file": str(path), "kind": "nlconvert ONNX", "arch": meta.arch.to_dict(),
+            "head": meta.head, "outputs": model.output_names, "precision": meta.precision,
+            "layout": meta.layout, "input_shape": shape, "version": meta.version,
+            "class_names": meta.class_names, "provenance": meta.provenance}
+    lines = [f"file: {path}  (nlconvert ONNX file, written by nlconvert {meta.version or '?'})",
+             f"architecture: {meta.arch.describe()}",
+             f"head: {meta.head}; outputs: {', '.join(model.output_names)}; {meta.precision}; "
+             f"layout {meta.layout or '?'}; input {shape}",
+             *[f"provenance: {k} = {v}" for k, v in meta.provenance.items()]]
+    return data, lines
+
+
+def _checkpoint(path: Path, predict_net: Path | None, arch_name: str | None,
+                list_blobs: bool) -> tuple[dict[str, Any], list[str]]:
+    from ..arch.detect import blob_facts, resolve_arch
     from ..errors import ArchitectureError
     from ..io.checkpoint import read_checkpoint
 
-    if args.list_archs:
-        _list_archs()
-        return 0
-    if not args.checkpoint:
-        raise ArchitectureError("info needs a checkpoint file (or --list-archs)")
-    ckpt = read_checkpoint(args.checkpoint, args.predict_net, allow_nonfinite=True)
+    ckpt = read_checkpoint(path, predict_net, allow_nonfinite=True)
     n_values = sum(int(a.size) for a in ckpt.blobs.values())
-    print(f"file: {ckpt.path}  ({ckpt.format}, sha256 {ckpt.sha256[:16]}...)")
-    print(f"weight blobs: {len(ckpt.blobs)} ({n_values / 1e6:.2f} M values)")
-    if ckpt.meta:
-        print("metadata: " + ", ".join(f"{k}={v}" for k, v in ckpt.meta.items()))
     reasons = Counter(ckpt.ignored.values())
-    if reasons:
-        print("ignored (not parameters): "
-              + ", ".join(f"{n} x {why}" for why, n in sorted(reasons.items())))
-    print(f"blobs say: {blob_facts(ckpt.blobs).describe()}")
+    facts = blob_facts(ckpt.blobs).describe()
     try:
-        arch, how = resolve_arch(ckpt.path, ckpt.blobs, args.arch, ckpt.predict_net)
-        print(f"architecture: {arch.describe()} ({how})")
+        arch, how = resolve_arch(ckpt.path, ckpt.blobs, arch_name, ckpt.predict_net)
+        arch_line, arch_data = f"{arch.describe()} ({how})", {"name": arch.name, "how": how}
     except ArchitectureError as exc:
-        print(f"architecture: undecided: {exc}")
-    if args.blobs:
-        width = max(len(n) for n in ckpt.blobs)
-        for name, arr in ckpt.blobs.items():
-            print(f"  {name:<{width}} {'x'.join(map(str, arr.shape)) or 'scalar'} {arr.dtype}")
-    return 0
+        arch_line, arch_data = f"undecided: {exc}", {"name": "", "how": str(exc)}
+    data = {"file": str(ckpt.path), "kind": ckpt.format, "sha256": ckpt.sha256,
+            "blobs": len(ckpt.blobs), "values": n_values, "metadata": ckpt.meta,
+            "ignored": dict(reasons), "blobs_say": facts, "arch": arch_data}
+    lines = [f"file: {ckpt.path}  ({ckpt.format}, sha256 {ckpt.sha256[:16]}...)",
+             f"weight blobs: {len(ckpt.blobs)} ({n_values / 1e6:.2f} M values)"]
+    if ckpt.meta:
+        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in ckpt.meta.items()))
+    if reasons:
+        lines.append("ignored (not parameters): "
+                     + ", ".join(f"{n} x {why}" for why, n in sorted(reasons.items())))
+    lines += [f"blobs say: {facts}", f"architecture: {arch_line}"]
+    if list_blobs:
+        width = max((len(n) for n in ckpt.blobs), default=4)
+        shapes = {name: list(arr.shape) for name, arr in ckpt.blobs.items()}
+        data["blob_shapes"] = shapes
+        lines += [f"  {name:<{width}} {'x'.join(map(str, arr.shape)) or 'scalar'} {arr.dtype}"
+                  for name, arr in ckpt.blobs.items()]
+    return data, lines

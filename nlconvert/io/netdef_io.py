@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import caffe2_pb as pb
-from ..atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes
 from ..errors import CheckpointFormatError
+from . import caffe2_pb as pb
 from .messages import quoted
 
 MAX_NDIM = 32
@@ -176,12 +176,32 @@ def blobs_from_init_net(
     return blobs
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _float_values_arg(array: np.ndarray[Any, Any]) -> Any:
+    """An ``Argument`` ``values`` holding `array` as float32 ``floats``.
+
+    The floats go in as one packed field (tag 5, wire type 2), which protobuf parsers accept
+    for repeated floats; an element-wise ``extend`` is about 10x slower on 25M weights.
+    """
+    arg = pb.Argument(name="values")
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    arg.MergeFromString(b"\x2a" + _varint(len(data)) + data)
+    return arg
+
+
 def netdef_from_blobs(blobs: Mapping[str, np.ndarray[Any, Any]], name: str = "init") -> Any:
     """An init_net ``NetDef`` creating ``blobs`` (float32/float64/int32/int64/bool arrays)."""
     net = pb.NetDef(name=name)
     for blob, array in blobs.items():
         a = np.asarray(array)
-        flat = a.ravel().tolist()
         shape = [int(d) for d in a.shape]
         if a.dtype == np.float32:
             op_type = "GivenTensorFill"
@@ -192,17 +212,15 @@ def netdef_from_blobs(blobs: Mapping[str, np.ndarray[Any, Any]], name: str = "in
         elif a.dtype == np.int64:
             op_type = "GivenTensorInt64Fill"
         elif a.dtype == np.bool_:
-            op_type, flat = "GivenTensorBoolFill", [int(v) for v in flat]
+            op_type = "GivenTensorBoolFill"
         else:
             raise ValueError(f"blob {quoted(blob)}: cannot write dtype {a.dtype} to an init_net")
         op = pb.OperatorDef(type=op_type, output=[blob])
         op.arg.append(pb.Argument(name="shape", ints=shape))
-        values = pb.Argument(name="values")
         if op_type in ("GivenTensorFill", "GivenTensorDoubleFill"):
-            values.floats.extend(flat)
+            op.arg.append(_float_values_arg(a))
         else:
-            values.ints.extend(flat)
-        op.arg.append(values)
+            op.arg.append(pb.Argument(name="values", ints=[int(v) for v in a.ravel().tolist()]))
         net.op.append(op)
     return net
 

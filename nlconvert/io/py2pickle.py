@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..atomic import atomic_output
+from .._atomic import atomic_output
 
 _CHUNK = 1 << 20
 

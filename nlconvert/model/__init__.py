@@ -2,6 +2,6 @@
 
 from .layers import Affine3d, FrozenBatchNorm3d
 from .nonlocal_block import NonLocalBlock
-from .resnet import Head, NLResNet, build_model
+from .resnet import NLResNet, build_model
 
-__all__ = ["Affine3d", "FrozenBatchNorm3d", "Head", "NLResNet", "NonLocalBlock", "build_model"]
+__all__ = ["Affine3d", "FrozenBatchNorm3d", "NLResNet", "NonLocalBlock", "build_model"]

@@ -2,23 +2,31 @@
 
 One builder turns an :class:`~nlconvert.arch.ArchSpec` into a module; the variants of the
 official code are arguments of small blocks, not subclasses. Nothing here knows Caffe2
-blob names: ``weights_map/blob_rules.toml`` maps them onto this module's parameter names.
+blob names: ``nlconvert/data/blob_rules.toml`` maps them onto this module's parameter names.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..arch import STAGE_INNER, STAGE_NAMES, STAGE_STRIDES, STAGE_WIDTHS, ArchSpec
+from ..arch.spec import (
+    HEADS,
+    INPUT_MEAN,
+    INPUT_STD,
+    STAGE_INNER,
+    STAGE_NAMES,
+    STAGE_STRIDES,
+    STAGE_WIDTHS,
+    ArchSpec,
+    Head,
+)
+from ..errors import ArchitectureError
 from .layers import make_norm
 from .nonlocal_block import NonLocalBlock
-
-Head = Literal["clip", "fully_conv"]
 
 
 def _conv(c_in: int, c_out: int, k: tuple[int, int, int], s: tuple[int, int, int],
@@ -133,14 +141,22 @@ class ClassifierHead(nn.Module):
 
     def forward(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
                 ) -> torch.Tensor:
-        if self.mode == "clip":
-            pooled = x.mean(dim=(2, 3, 4))
-            if taps is not None:
-                taps["pool5"] = pooled
-            logits = self.fc(pooled)
-            if taps is not None:
-                taps["logits"] = logits
-            return logits
+        return self.clip(x, taps) if self.mode == "clip" else self.fully_conv(x, taps)
+
+    def clip(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
+             ) -> torch.Tensor:
+        """The clip head on res5 (N x 2048 x T x H x W): N x classes logits."""
+        pooled = x.mean(dim=(2, 3, 4))
+        if taps is not None:
+            taps["pool5"] = pooled
+        logits = self.fc(pooled)
+        if taps is not None:
+            taps["logits"] = logits
+        return logits
+
+    def fully_conv(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
+                   ) -> torch.Tensor:
+        """The fully-convolutional test head on res5: N x classes mean-softmax probabilities."""
         pooled = F.avg_pool3d(x, self.pool_kernel, stride=1)
         if taps is not None:
             taps["pool5"] = pooled
@@ -153,6 +169,13 @@ class ClassifierHead(nn.Module):
             taps["probs"] = probs
         return probs
 
+    def features(self, res4: torch.Tensor, res5: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The clip head's ``FEATURE_OUTPUTS``: logits, pool5 (the global mean of res5, the FC's
+        input) and the global mean of res4, from the two stages' N x C x T x H x W maps."""
+        pooled = res5.mean(dim=(2, 3, 4))
+        return self.fc(pooled), pooled, res4.mean(dim=(2, 3, 4))
+
 
 class NLResNet(nn.Module):
     """The video ResNet of the official code. Input N x 3 x T x H x W, RGB, normalised.
@@ -162,8 +185,8 @@ class NLResNet(nn.Module):
     :class:`~nlconvert.arch.ArchSpec`), ``class_names``, ``input_mean``/``input_std``.
     """
 
-    input_mean = 114.75  # (pixel - mean) / std on RGB in [0, 255], as the official loader
-    input_std = 57.375
+    input_mean = INPUT_MEAN  # (pixel - mean) / std on RGB in [0, 255], as the official loader
+    input_std = INPUT_STD
 
     def __init__(self, arch: ArchSpec, head: Head = "clip",
                  class_names: list[str] | None = None) -> None:
@@ -186,13 +209,14 @@ class NLResNet(nn.Module):
 
     def set_head(self, head: Head) -> NLResNet:
         """Switch between the ``clip`` and ``fully_conv`` heads (same weights)."""
-        if head not in ("clip", "fully_conv"):
-            raise ValueError(f"head must be 'clip' or 'fully_conv', not {head!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
         self.head.mode = head
         return self
 
-    def _run(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None
-             ) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor, taps: OrderedDict[str, torch.Tensor] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The res4 and res5 activations (N x C x T x H x W) of a clip."""
         x = self.stem(x, taps)
         if taps is not None:
             taps["pool1"] = x
@@ -201,47 +225,34 @@ class NLResNet(nn.Module):
         if taps is not None:
             taps["pool2"] = x
         x = self.res3(x, taps)
-        x = self.res4(x, taps)
-        x = self.res5(x, taps)
-        return self.head(x, taps)
+        res4 = self.res4(x, taps)
+        return res4, self.res5(res4, taps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, None)
+        return self.head(self.trunk(x)[1])
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``FEATURE_OUTPUTS`` of the clip head, whatever the head mode: logits (N x classes),
+        pool5 (N x 2048, the input of ``pred``) and the global mean of res4 (N x 1024)."""
+        return self.head.features(*self.trunk(x))
 
     def forward_intermediates(self, x: torch.Tensor
                               ) -> tuple[torch.Tensor, OrderedDict[str, torch.Tensor]]:
         """The output and every named activation: ``stem``, ``pool1``, ``res2.0`` ...
         ``res3.1.nonlocal`` ..., ``pool2``, ``pool5``, ``logits`` or ``logits_map``/``probs``."""
         taps: OrderedDict[str, torch.Tensor] = OrderedDict()
-        out = self._run(x, taps)
+        out = self.head(self.trunk(x, taps)[1], taps)
         return out, taps
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`~nlconvert.errors.InputShapeError` for a clip this network cannot take."""
-        from ..errors import InputShapeError
-
-        if x.dim() != 5 or x.shape[1] != 3:
-            raise InputShapeError(f"expected N x 3 x T x H x W, got {tuple(x.shape)}")
-        _, _, t, h, w = x.shape
-        self.arch.check_input(int(t), int(h), int(w))
-        if self.head.mode == "fully_conv":
-            t5 = self.arch.temporal_sizes(int(t))["res5"]
-            h5, w5 = self.arch.spatial_size(int(h)), self.arch.spatial_size(int(w))
-            if t5 < self.arch.pool5_temporal_kernel or h5 < 7 or w5 < 7:
-                raise InputShapeError(
-                    f"{self.arch.name}: the fully-convolutional head pools "
-                    f"{self.arch.pool5_temporal_kernel}x7x7 at res5, but {t}x{h}x{w} input "
-                    f"leaves {t5}x{h5}x{w5} there (use at least {self.arch.frames} frames "
-                    "and 224x224 pixels)"
-                )
+        self.arch.check_clip(tuple(int(d) for d in x.shape), self.head.mode)
 
 
 def build_model(arch: ArchSpec, head: Head = "clip", class_names: list[str] | None = None,
                 device: str | torch.device | None = None) -> NLResNet:
     """Build the network of `arch` (eval mode). ``device="meta"`` allocates no memory."""
     if arch.is_2d:
-        from ..errors import ArchitectureError
-
         raise ArchitectureError(
             f"{arch.name} is a 2D ImageNet checkpoint, not a video network: convert it with "
             "--inflate --arch <video architecture>"

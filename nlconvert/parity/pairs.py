@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..arch import STAGE_NAMES, ArchSpec
+from ..arch.spec import STAGE_NAMES, ArchSpec
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,13 @@ def error_plot_svg(result: ParityResult, width: int = 760, height: int = 260) ->
     sides = result.sides
     colors = {"torch": "#1f77b4", "onnx": "#d62728", "onnx_file": "#ff7f0e"}
     rows = {s: [r for r in result.rows if r.side == s] for s in sides}
-    n = max((len(v) for v in rows.values()), default=1)
+    # Depth = position in the longest side's list of layers (a side that compares only the
+    # final output, like an ONNX file, is drawn at the head, not at the stem).
+    order = [r.name for r in max(rows.values(), key=len, default=[])]
+    n = max(len(order), 1)
+
+    def depth(r: LayerComparison, i: int) -> int:
+        return order.index(r.name) if r.name in order else i
     vals = [max(r.max_rel_err, 1e-12) for v in rows.values() for r in v if math.isfinite(r.max_rel_err)]
     lo = math.floor(math.log10(min(vals + [1e-9])))
     hi = max(math.ceil(math.log10(max(vals + [result.tolerance.rtol * 10]))), lo + 1)
@@ -141,14 +147,16 @@ def error_plot_svg(result: ParityResult, width: int = 760, height: int = 260) ->
                  f'stroke="#999" stroke-dasharray="4 3"/><text x="{width - pad_r}" y="{ty - 4:.1f}" '
                  f'text-anchor="end" fill="#666">rtol {result.tolerance.rtol:g}</text>')
     for s, rs in rows.items():
-        pts = " ".join(f"{x(i):.1f},{y(r.max_rel_err if math.isfinite(r.max_rel_err) else 10.0**hi):.1f}"
+        pts = " ".join(f"{x(depth(r, i)):.1f},"
+                       f"{y(r.max_rel_err if math.isfinite(r.max_rel_err) else 10.0**hi):.1f}"
                        for i, r in enumerate(rs))
         color = colors.get(s, "#2ca02c")
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
         for i, r in enumerate(rs):
-            if not r.ok:
-                parts.append(f'<circle cx="{x(i):.1f}" cy="{y(10.0**hi):.1f}" r="3" fill="{color}">'
-                             f'<title>{html.escape(r.name)}</title></circle>')
+            if not r.ok or len(rs) == 1:  # failures, and a lone point a polyline would not show
+                cy = y(10.0**hi) if not r.ok else y(max(r.max_rel_err, 1e-12))
+                parts.append(f'<circle cx="{x(depth(r, i)):.1f}" cy="{cy:.1f}" r="3" '
+                             f'fill="{color}"><title>{html.escape(r.name)}</title></circle>')
     legend = " ".join(f'<tspan fill="{colors.get(s, "#2ca02c")}">&#9632; {s}</tspan>' for s in sides)
     parts.append(f'<text x="{pad_l}" y="{height - 10}">layer depth (stem to head); '
                  f'max relative error, log scale. {legend}</text></svg>')

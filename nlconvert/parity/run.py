@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..arch import ArchSpec
-from ..caffe2_pb import arg_dict
-from ..convert import Conversion, model_from_state, prepare
+from ..arch import INPUT_MEAN, INPUT_STD, ArchSpec, Head, default_class_names, ranked
+from ..convert.formats import MODEL_SUFFIXES
+from ..convert.pipeline import Conversion, model_from_state, prepare, prepare_model_file
 from ..errors import InputShapeError
-from ..model.resnet import Head, NLResNet
+from ..io.caffe2_pb import arg_dict
+from ..io.clip_file import load_clip_file
+from ..model.resnet import NLResNet
 from .compare import LayerComparison, Tolerance, compare_arrays
 from .pairs import LayerPair, layer_pairs
-
-PIXEL_MEAN, PIXEL_STD = 114.75, 57.375
 
 
 @dataclass
@@ -72,20 +72,7 @@ def make_input(batch: int, frames: int, size: int, seed: int) -> np.ndarray:
     """A seeded clip of random pixels in [0, 255], normalised as the official loader does."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=(batch, 3, frames, size, size)).astype(np.float32)
-    return ((pixels - PIXEL_MEAN) / PIXEL_STD).astype(np.float32)
-
-
-def load_input(path: str | Path) -> np.ndarray:
-    """A user clip: ``.npy``, N x 3 x T x H x W float32, already normalised."""
-    try:
-        clip = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputShapeError(f"{path}: not a readable .npy array ({exc})") from exc
-    if clip.ndim != 5 or clip.shape[1] != 3:
-        raise InputShapeError(f"{path}: expected N x 3 x T x H x W, got {clip.shape}")
-    if not np.issubdtype(clip.dtype, np.floating):
-        raise InputShapeError(f"{path}: expected float32 values, got {clip.dtype}")
-    return np.ascontiguousarray(clip, dtype=np.float32)
+    return ((pixels - INPUT_MEAN) / INPUT_STD).astype(np.float32)
 
 
 def _baked_batch(net: Any) -> int | None:
@@ -136,7 +123,7 @@ def _reference_net(conv: Conversion, user_net: Any, head: Head, clip: np.ndarray
 
 
 def _run_reference(net: Any, blobs: Any, clip: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
-    from ..progress import StepBar
+    from .._progress import StepBar
     from ..reference.executor import run_net
 
     ws = {name: np.asarray(a, dtype=np.float32) for name, a in blobs.items()}
@@ -188,7 +175,7 @@ def _run_onnx_layers(model: NLResNet, clip: np.ndarray, names: list[str]) -> dic
 
 
 def _run_onnx_file(path: str | Path, clip: np.ndarray, head: str) -> dict[str, np.ndarray]:
-    from ..onnx_runtime import OnnxModel
+    from ..runtime.onnx_session import OnnxModel
 
     model = OnnxModel(path, providers=["CPUExecutionProvider"])
     if model.head != head:
@@ -199,11 +186,12 @@ def _run_onnx_file(path: str | Path, clip: np.ndarray, head: str) -> dict[str, n
 
 
 def _topk(scores: np.ndarray, k: int = 5) -> list[list[int]]:
-    return [list(map(int, np.argsort(-row, kind="stable")[:k])) for row in scores]
+    return [ranked(row, k) for row in scores]
 
 
 def run_parity(
     checkpoint: str | Path,
+    *,
     predict_net: str | Path | None = None,
     arch_name: str | None = None,
     onnx_path: str | Path | None = None,
@@ -221,18 +209,24 @@ def run_parity(
     tol = tolerance or Tolerance()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    conv = prepare(checkpoint, arch_name, predict_net)
+    if Path(checkpoint).suffix.lower() in MODEL_SUFFIXES:
+        if predict_net is not None or arch_name is not None:
+            raise InputShapeError(f"{checkpoint}: a converted model file carries its architecture "
+                                  "and weights; --arch and --predict-net are for Caffe2 checkpoints")
+        conv = prepare_model_file(checkpoint)
+    else:
+        conv = prepare(checkpoint, arch_name=arch_name, predict_net=predict_net)
     arch = conv.arch
     timings["convert_s"] = time.perf_counter() - start
     if input_path is not None:
-        clip, desc = load_input(input_path), f"{input_path}"
+        clip, desc = load_clip_file(input_path), f"{input_path}"
     else:
         frames = frames or arch.frames
         size = size or (arch.crop_size if head == "clip" else 256)
         clip, desc = make_input(batch, frames, size, seed), f"seeded random pixels (seed {seed})"
     # The model gets its own tensors so that the reference reads the checkpoint as it was.
     state = {k: v.clone() for k, v in conv.mapping.state_dict.items()}
-    model = model_from_state(arch, state, head)
+    model = model_from_state(arch, state, head, default_class_names(arch.num_classes))
     model.check_input(torch.from_numpy(clip))
     user_net = None
     if predict_net is not None:

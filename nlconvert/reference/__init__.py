@@ -11,21 +11,13 @@ from __future__ import annotations
 
 from .errors import OperatorArgumentError, ReferenceExecutionError, UnsupportedOperatorError
 from .executor import OpRecord, Workspace, load_net, run_init_and_predict, run_net
-from .netdef_builder import (
-    build_init_net,
-    build_predict_net,
-    expected_blob_names,
-    expected_blob_shapes,
-    random_blobs,
-)
+from .netdef_builder import build_predict_net, expected_blob_names, expected_blob_shapes
 
 __all__ = [
     "OpRecord",
-    "build_init_net",
     "build_predict_net",
     "expected_blob_names",
     "expected_blob_shapes",
-    "random_blobs",
     "OperatorArgumentError",
     "ReferenceExecutionError",
     "UnsupportedOperatorError",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..caffe2_pb import NetDef, arg_dict
+from ..io.caffe2_pb import NetDef, arg_dict
 from .errors import ReferenceExecutionError, UnsupportedOperatorError
 from .ops import OPERATORS, Array
 

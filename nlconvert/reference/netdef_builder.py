@@ -26,19 +26,11 @@ The fully-convolutional ``pred`` conv reads a 5-D weight; the net starts with a 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from ..arch import STAGE_INNER, STAGE_NAMES, STAGE_STRIDES, STAGE_WIDTHS, ArchSpec
-from ..caffe2_pb import Argument, NetDef, make_op
+from ..arch.spec import HEADS, STAGE_INNER, STAGE_NAMES, STAGE_STRIDES, STAGE_WIDTHS, ArchSpec, Head
 from ..errors import ArchitectureError
-
-Head = Literal["clip", "fully_conv"]
-HEADS: tuple[str, ...] = ("clip", "fully_conv")
+from ..io.caffe2_pb import NetDef, make_op
 
 #: TRAIN.CROP_SIZE the official test script sets for the fully-convolutional test
 #: (TRAIN.JITTER_SCALES[0]); it only matters for the grouped non-local Reshape.
@@ -337,74 +329,3 @@ def build_predict_net(
     w.net.external_input.extend(["data", *w.weights])
     w.net.external_output.append("softmax")
     return w.net
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _values_arg(arr: npt.NDArray[np.float32]) -> Any:
-    """An ``Argument`` ``values`` holding `arr` as floats.
-
-    The floats are merged in as one packed field (tag 5, wire type 2), which protobuf parsers
-    accept for repeated floats; element-wise ``extend`` is ~10x slower on 25M weights.
-    """
-    arg = Argument(name="values")
-    data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-    arg.MergeFromString(b"\x2a" + _varint(len(data)) + data)
-    return arg
-
-
-def build_init_net(blobs: Mapping[str, npt.ArrayLike], name: str = "init") -> Any:
-    """An init ``NetDef`` with one ``GivenTensorFill`` (float32 ``shape`` + ``values``) per blob."""
-    net = NetDef(name=name)
-    for blob, value in blobs.items():
-        arr = np.asarray(value, dtype=np.float32)
-        op = make_op("GivenTensorFill", [], [blob], shape=[int(d) for d in arr.shape])
-        op.arg.append(_values_arg(arr))
-        net.op.append(op)
-    return net
-
-
-def random_blobs(arch: ArchSpec, seed: int = 0) -> dict[str, npt.NDArray[np.float32]]:
-    """Seeded random weights with the official names and shapes of `arch`.
-
-    Values are chosen so that activations stay O(1) through 50-101 layers and the checks
-    are not trivially passed: He-initialised convs, BN scales in [0.2, 1] (0.1-0.5 on the
-    last conv of a branch), running variances in [0.5, 2], non-zero NL BN scales, and
-    theta/phi weights large enough that the attention is far from uniform.
-    """
-    rng = np.random.default_rng(seed)
-    out: dict[str, npt.NDArray[np.float32]] = {}
-    for name, shape in expected_blob_shapes(arch).items():
-        if name.endswith("_w"):
-            fan_in = math.prod(shape[1:])
-            if "_theta_" in name or "_phi_" in name:
-                # Peaked softmax attention; the dot-product variant has no softmax to bound
-                # the cubic x -> theta^T phi g, so its weights are smaller.
-                std = (3.0 if arch.nonlocal_block.use_softmax else 0.3) / math.sqrt(fan_in)
-            elif "_g_" in name:
-                std = 1.0 / math.sqrt(fan_in)
-            elif name == "pred_w":  # logits with a spread of a few units, as a trained net
-                std = 8.0 / math.sqrt(fan_in)
-            elif name.endswith("_out_w"):
-                std = 0.5 / math.sqrt(fan_in)
-            else:
-                std = math.sqrt(2.0 / fan_in)
-            value = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-        elif name.endswith("_bn_s"):
-            hi = 0.5 if "branch2c" in name or name.startswith("nonlocal") else 1.0
-            value = rng.uniform(0.1 if hi < 1 else 0.2, hi, shape)
-        elif name.endswith("_bn_riv"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif name.endswith("_bn_rm"):
-            value = rng.normal(0.0, 0.1, shape)
-        else:  # _bn_b and conv/FC biases
-            value = rng.normal(0.0, 0.1, shape)
-        out[name] = np.asarray(value, dtype=np.float32)
-    return out

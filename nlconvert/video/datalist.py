@@ -108,9 +108,13 @@ def _resolve_listed(path_text: str, root: Path, index: FileIndex) -> Path | None
 
 
 def read_list(
-    list_path: str | Path, root: str | Path | None, class_names: list[str] | None = None
+    list_path: str | Path, root: str | Path | None, class_names: list[str] | None = None,
+    *, labels: bool = True,
 ) -> list[Entry]:
-    """Entries of a vallist.txt or Kinetics CSV, with files resolved under `root`."""
+    """Entries of a vallist.txt or Kinetics CSV, with files resolved under `root`.
+
+    With ``labels=False`` (feature extraction) a line may also be a bare path; its label is -1.
+    """
     lp = Path(list_path)
     if not lp.is_file():
         raise ListError(f"{lp}: no such list file")
@@ -124,19 +128,39 @@ def read_list(
         return _read_csv(lp, lines, index, class_names)
     entries = []
     for n, line in enumerate(lines):
-        fields = line.rsplit(None, 1)
-        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+        fields = line.strip().rsplit(None, 1)
+        labelled = len(fields) == 2 and fields[1].lstrip("-").isdigit()
+        if not labelled and labels:
             raise ListError(f"{lp}:{n + 1}: expected '<path> <label index>', got {line!r}")
-        path = _resolve_listed(fields[0], base, index)
-        entries.append(Entry(n, fields[0], int(fields[1]), str(path) if path else None))
+        listed = fields[0] if labelled else line.strip()
+        path = _resolve_listed(listed, base, index)
+        entries.append(Entry(n, listed, int(fields[1]) if labelled else -1,
+                             str(path) if path else None))
     return entries
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[tuple[Path, Path | None]]:
+    """Video files as given and the video files under given folders (recursively, sorted),
+    each with the folder it was found under (None for a file given directly)."""
+    out: list[tuple[Path, Path | None]] = []
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise ListError(f"{p}: no video files in this folder")
+            out.extend((f, p) for f in found)
+        else:
+            out.append((p, None))
+    return out
 
 
 def _read_csv(
     lp: Path, lines: list[str], index: FileIndex, class_names: list[str] | None
 ) -> list[Entry]:
     if class_names is None:
-        from ..classes import kinetics400_names
+        from ..arch.classes import kinetics400_names
 
         class_names = list(kinetics400_names())
     ids = {_norm_label(n): i for i, n in enumerate(class_names)}

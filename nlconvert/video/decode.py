@@ -14,8 +14,9 @@ decoded count differs a second pass fetches what is still missing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,37 @@ def _hint(container) -> int | None:
     return None
 
 
+@dataclass
+class PassStats:
+    """What one pass over a stream met: decode errors (skipped packets), the first size."""
+
+    errors: int = 0
+    size: tuple[int, int] = (0, 0)
+
+
+def _frames(container: Any, stats: PassStats) -> Iterator[Any]:
+    """Every decoded frame of the first video stream, in order; a packet that fails to decode
+    is counted and skipped, as the official loop logs and goes on."""
+    av = _av()
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame threads: same frames, same order, faster
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            stats.errors += 1
+            continue
+        for frame in frames:
+            if stats.size == (0, 0):
+                stats.size = (frame.height, frame.width)
+            yield frame
+
+
+def _stream_tags(container: Any) -> tuple[str, dict[str, str]]:
+    ctx = container.streams.video[0].codec_context
+    return ctx.name, {"colorspace": str(ctx.colorspace), "color_range": str(ctx.color_range)}
+
+
 def _decode_pass(
     path: Path,
     wanted: IndexPlan | None,
@@ -147,40 +179,83 @@ def _decode_pass(
     av = _av()
     container = _open(path)
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame threads: same frames, same order, faster
-        codec = stream.codec_context.name
-        tags = {
-            "colorspace": str(stream.codec_context.colorspace),
-            "color_range": str(stream.codec_context.color_range),
-        }
+        codec, tags = _stream_tags(container)
         want = set(wanted(guess)) - kept.keys() if (wanted is not None and guess) else set()
         to_rgb = _rgb_converter()
+        stats = PassStats()
         count = 0
-        errors = 0
-        size = (0, 0)
-        done = False
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                errors += 1  # the official loop logs a decode error and goes on
-                continue
-            for frame in frames:
-                if count == 0:
-                    size = (frame.height, frame.width)
-                if count in want:
-                    rgb = to_rgb(frame)
-                    kept[count] = resize_frame(rgb) if resize else rgb
-                count += 1
-                if count >= max_frames:
-                    done = True
-                    break
-            if done:
+        for frame in _frames(container, stats):
+            if count in want:
+                rgb = to_rgb(frame)
+                kept[count] = resize_frame(rgb) if resize else rgb
+            count += 1
+            if count >= max_frames:
                 break
-        return count, size, errors, codec, tags
+        return count, stats.size, stats.errors, codec, tags
     except av.error.FFmpegError as exc:
         raise VideoFileError(f"{path}: cannot read the video ({exc})", "unreadable") from None
+    finally:
+        container.close()
+
+
+@dataclass
+class TimedFrame:
+    """A decoded frame, resized (short side 256), with its time from the first frame."""
+
+    index: int  # position in decoding order
+    time: Fraction  # seconds since the first frame (from the stream's timestamps)
+    rgb: np.ndarray  # H x W x 3 uint8
+
+
+@dataclass
+class StreamInfo:
+    """Facts about a stream, known when it opens (`rate`) or when it ends (the rest)."""
+
+    rate: Fraction  # the stream's average frame rate (frames per second); 0 if unknown
+    frames: int = 0  # frames decoded
+    errors: int = 0
+    source_size: tuple[int, int] = (0, 0)
+
+
+def iter_timed_frames(path: str | Path, info: StreamInfo | None = None,
+                      resize: bool = True) -> Iterator[TimedFrame]:
+    """Decode `path` frame by frame (BT.601, resized like the test protocol), with times.
+
+    Nothing is held back: each frame is converted when decoded and handed on, so a caller
+    that keeps only what it needs decodes a video of any length in bounded memory. Times come
+    from each frame's presentation timestamp (exact fractions of the stream's time base); a
+    frame without one is placed one average frame period after the previous frame. `info`
+    (optional) is filled in as the stream is read. No frame cap: every frame is decoded.
+    """
+    av = _av()
+    p = check_file(path)
+    container = _open(p)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 0
+        info = info if info is not None else StreamInfo(Fraction(0))
+        info.rate = Fraction(rate) if rate else Fraction(0)
+        period = 1 / info.rate if info.rate else Fraction(1, 25)
+        base = Fraction(stream.time_base) if stream.time_base else Fraction(0)
+        to_rgb = _rgb_converter()
+        stats = PassStats()
+        first: Fraction | None = None
+        previous: Fraction | None = None
+        for index, frame in enumerate(_frames(container, stats)):
+            if frame.pts is not None and base:
+                t = frame.pts * base
+            else:
+                t = (previous + period) if previous is not None else Fraction(0)
+            if previous is not None and t <= previous:
+                t = previous + Fraction(1, 1_000_000)  # keep times increasing (broken pts)
+            if first is None:
+                first = t
+            previous = t
+            rgb = to_rgb(frame)
+            info.frames, info.errors, info.source_size = index + 1, stats.errors, stats.size
+            yield TimedFrame(index, t - first, resize_frame(rgb) if resize else rgb)
+    except av.error.FFmpegError as exc:
+        raise VideoFileError(f"{p}: cannot read the video ({exc})", "unreadable") from None
     finally:
         container.close()
 

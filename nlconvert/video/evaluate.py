@@ -8,22 +8,23 @@ and the accuracy over the videos that decoded.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._progress import StepBar
+from ..runtime.backends import Backend
 from .datalist import Entry, read_list
 from .predict import score_views
-from .protocol import Views
+from .protocol import Views, normalize
 from .resultsdb import ResultsDB, RunConfig, VideoResult
-from .scorer import Scorer
-from .workers import decode_all
+from .workers import WorkerCrash, decode_views, run_tasks
 
 
 @dataclass
@@ -40,61 +41,62 @@ class EvalSummary:
 
 
 def evaluate(
-    scorer: Scorer,
+    backend: Backend,
     entries: list[Entry],
     db: ResultsDB,
     views: str | Views = "10x3",
+    *,
     workers: int = 0,
-    batch: int | None = None,
     limit: int | None = None,
     frames: int | None = None,
     rate: int | None = None,
+    check: bool = False,
     progress: bool | None = None,
     after_video: Callable[[str], None] | None = None,
 ) -> EvalSummary:
     """Score every entry not yet in `db`, recording each video as soon as it is done.
 
-    `limit` caps how many new videos this call handles. `after_video(key)` runs after each
-    commit (tests use it to simulate a kill).
+    `workers` decoding processes run ahead of the model (0: decode in this process).
+    `limit` caps how many new videos this call handles. `check`: the first video's first
+    batch also runs on the torch backend (see :meth:`Backend.check`). `after_video(key)` runs
+    after each commit (tests use it to simulate a kill).
     """
     v = str(Views.parse(views))
-    frames = frames or scorer.frames
-    rate = rate or scorer.rate
+    frames = frames or backend.arch.frames
+    rate = rate or backend.arch.sample_rate
     start = time.perf_counter()
-    done = db.done_keys()
-    already = sum(1 for e in entries if e.key in done)
-    todo: list[Entry] = []
-    for e in entries:  # a video listed twice is scored once
-        if e.key not in done:
-            done.add(e.key)
-            todo.append(e)
-    if limit is not None:
-        pending_after = max(len(todo) - limit, 0)
-        todo = todo[:limit]
-    else:
-        pending_after = 0
+    todo, already, pending_after = plan_work(entries, db.done_keys(), limit)
     by_key = {e.key: e for e in todo}
     summary = EvalSummary(len(entries), already, 0, 0, pending_after, 0.0)
 
-    bar = _progress_bar(len(todo), progress)
+    bar = StepBar(len(todo), "evaluate", unit="video") if progress is not False else None
     try:
         for e in todo:
             if e.path is None:
-                db.record_failure(e.key, None, e.label, "missing", f"{e.key}: file not found", 0.0)
+                reason = f"{e.key}: listed video not found under the root folder"
+                db.record_failure(e.key, None, e.label, "missing", reason, 0.0)
                 summary.failed += 1
-                summary.failures.append((e.key, "file not found"))
+                summary.failures.append((e.key, reason))
                 _tick(bar, after_video, e.key)
         present = [(e.key, e.path) for e in todo if e.path is not None]
-        for item in decode_all(present, frames, rate, v, workers=workers):
+        produce = partial(decode_views, frames=frames, rate=rate, views=v)
+        for item in run_tasks(present, produce, workers=workers):
             e = by_key[item.key]
-            if item.pixels is None:
+            if isinstance(item, WorkerCrash):
+                db.record_failure(e.key, e.path, e.label, "decoder crash", item.reason, 0.0)
+                summary.failed += 1
+                summary.failures.append((e.key, item.reason))
+            elif item.pixels is None:
                 db.record_failure(e.key, e.path, e.label, item.kind or "error",
                                   item.reason or "", item.seconds)
                 summary.failed += 1
                 summary.failures.append((e.key, item.reason or ""))
             else:
                 t0 = time.perf_counter()
-                probs = score_views(scorer, item.pixels, batch)
+                if check:
+                    backend.check(normalize(item.pixels[:backend.batch_size]), "fully_conv")
+                    check = False
+                probs = score_views(backend, item.pixels)
                 scores = probs.astype(np.float64).sum(axis=0)
                 db.record_ok(e.key, e.path or "", e.label, scores, item.num_frames,
                              item.seconds + time.perf_counter() - t0)
@@ -107,18 +109,27 @@ def evaluate(
     return summary
 
 
-def _progress_bar(total: int, progress: bool | None) -> Any:
-    show = sys.stderr.isatty() if progress is None else progress
-    if not show:
-        return None
-    from tqdm import tqdm
+def plan_work(entries: list[Entry], done: set[str], limit: int | None
+              ) -> tuple[list[Entry], int, int]:
+    """The entries still to do (a key listed twice once), how many are done already, and how
+    many are left for a later run after `limit`."""
+    already = sum(1 for e in entries if e.key in done)
+    seen = set(done)
+    todo: list[Entry] = []
+    for e in entries:
+        if e.key not in seen:
+            seen.add(e.key)
+            todo.append(e)
+    pending_after = 0
+    if limit is not None:
+        pending_after = max(len(todo) - limit, 0)
+        todo = todo[:limit]
+    return todo, already, pending_after
 
-    return tqdm(total=total, unit="video", desc="evaluate", dynamic_ncols=True)
 
-
-def _tick(bar: Any, after_video: Callable[[str], None] | None, key: str) -> None:
+def _tick(bar: StepBar | None, after_video: Callable[[str], None] | None, key: str) -> None:
     if bar is not None:
-        bar.update(1)
+        bar.step()
     if after_video is not None:
         after_video(key)
 
@@ -193,6 +204,7 @@ def build_report(
         "arch": config.arch,
         "views": config.views,
         "clip": f"{config.frames}x{config.rate}",
+        "backend": config.backend,
         "listed": listed,
         "scored": ok,
         "failed": failed,
@@ -227,7 +239,7 @@ def build_report(
 def published_for(arch: str) -> list[dict[str, Any]]:
     """Published 30-view accuracy of an architecture's released checkpoints, if known."""
     try:
-        from ..zoo import published_accuracy
+        from ..arch.zoo import published_accuracy
 
         found = published_accuracy(arch)
     except Exception:  # noqa: BLE001 - an unknown arch simply has no published figure
@@ -245,7 +257,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of {Path(report['model']).name}",
         "",
-        f"- architecture: `{report['arch']}`, clip {report['clip']}, views {report['views']}",
+        f"- architecture: `{report['arch']}`, clip {report['clip']}, views {report['views']}, "
+        f"backend {report['backend']}",
         f"- model sha256: `{report['model_sha256']}`",
         f"- listed {report['listed']}, scored {report['scored']}, failed {report['failed']}, "
         f"not yet evaluated {report['pending']}",

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .._progress import StepBar
+from ..arch import top_k
+from ..runtime.backends import Backend
 from .protocol import Views, normalize
-from .scorer import Scorer, as_scorer
 from .views import ViewPlan, load_view_pixels
-
-DEFAULT_BATCH = 6  # views per forward pass (30 views = 5 batches)
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Prediction:
     num_views: int
     plan: ViewPlan
     topk: list[tuple[int, str, float]] = field(default_factory=list)  # (index, name, mean prob)
+    head: str = "fully_conv"
+    backend: str = ""
 
     @property
     def mean(self) -> np.ndarray:
@@ -36,58 +38,70 @@ class Prediction:
             "path": self.path,
             "num_frames": self.plan.num_frames,
             "views": self.plan.views,
+            "head": self.head,
+            "backend": self.backend,
             "topk": [{"index": i, "name": n, "prob": round(p, 6)} for i, n, p in self.topk],
         }
 
 
-def score_views(scorer: Scorer, pixels: np.ndarray, batch: int | None = None) -> np.ndarray:
-    """Probabilities (V x classes) of views given as uint8 pixels or normalised float32."""
-    batch = batch or DEFAULT_BATCH
+def score_views(backend: Backend, pixels: np.ndarray, bar: StepBar | None = None) -> np.ndarray:
+    """Protocol probabilities (V x classes) of views given as uint8 pixels or normalised
+    float32, normalised and scored one backend batch at a time (so memory holds one batch
+    of float32 views)."""
     out = []
-    for i in range(0, pixels.shape[0], batch):
-        chunk = pixels[i : i + batch]
+    for i in range(0, pixels.shape[0], backend.batch_size):
+        chunk = pixels[i:i + backend.batch_size]
         x = normalize(chunk) if chunk.dtype == np.uint8 else chunk.astype(np.float32, copy=False)
-        probs = np.asarray(scorer(x), dtype=np.float32)
+        probs = backend.scores(x)
         if probs.ndim != 2 or probs.shape[0] != x.shape[0]:
-            raise ValueError(f"scorer returned shape {probs.shape} for {x.shape[0]} views")
+            raise ValueError(f"backend returned shape {probs.shape} for {x.shape[0]} views")
         out.append(probs)
+        if bar is not None:
+            bar.step(n=x.shape[0])
     return np.concatenate(out)
 
 
-def top_k(
-    scores: np.ndarray, k: int, class_names: list[str] | None
-) -> list[tuple[int, str, float]]:
-    """The k best classes: (index, name or str(index), value), best first, ties by index."""
-    order = np.lexsort((np.arange(scores.shape[0]), -scores))[:k]
-    return [
-        (int(i), class_names[i] if class_names else str(int(i)), float(scores[i])) for i in order
-    ]
-
-
 def predict_video(
-    model_or_scorer: Any,
+    backend: Backend,
     path: str | Path,
     views: str | Views = "10x3",
-    batch: int | None = None,
+    *,
     frames: int | None = None,
     rate: int | None = None,
     k: int = 5,
+    show_progress: bool = False,
+    check: bool = False,
 ) -> tuple[Prediction, np.ndarray]:
-    """Decode, cut and score one video; returns the :class:`Prediction` and its uint8 views."""
-    scorer = as_scorer(model_or_scorer)
-    pixels, plan = load_view_pixels(path, frames or scorer.frames, rate or scorer.rate, views)
-    probs = score_views(scorer, pixels, batch)
+    """Decode, cut and score one video; returns the :class:`Prediction` and its uint8 views.
+
+    `frames`/`rate` override the model's training clip (L x rate). With `show_progress`, a
+    bar counts the views on a terminal. `check`: run the first batch on the torch backend
+    too (:meth:`~nlconvert.runtime.backends.Backend.check`).
+    """
+    v = Views.parse(views)
+    backend.require("fully_conv")
+    pixels, plan = load_view_pixels(path, frames or backend.arch.frames,
+                                    rate or backend.arch.sample_rate, v)
+    if check:
+        backend.check(normalize(pixels[:backend.batch_size]), "fully_conv")
+    bar = StepBar(pixels.shape[0], Path(path).name, unit="view") if show_progress else None
+    try:
+        probs = score_views(backend, pixels, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     scores = probs.astype(np.float64).sum(axis=0)
-    pred = Prediction(str(path), scores, probs.shape[0], plan)
-    pred.topk = top_k(pred.mean, k, scorer.class_names)
+    pred = Prediction(str(path), scores, probs.shape[0], plan, head="fully_conv",
+                      backend=backend.name)
+    pred.topk = top_k(pred.mean, k, backend.class_names)
     return pred, pixels
 
 
 def predict(
-    model_or_scorer: Any,
+    backend: Backend,
     path: str | Path,
     views: str | Views = "10x3",
-    batch: int | None = None,
+    *,
     frames: int | None = None,
     rate: int | None = None,
 ) -> np.ndarray:
@@ -96,4 +110,4 @@ def predict(
     Divide by the number of views for the mean probability. `frames`/`rate` override the
     model's training clip (L x rate).
     """
-    return predict_video(model_or_scorer, path, views, batch, frames, rate)[0].scores
+    return predict_video(backend, path, views, frames=frames, rate=rate)[0].scores

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arch import INPUT_MEAN, INPUT_STD
 from ..errors import VideoError
 
 SCALE = 256  # TEST.SCALE: the short side after resizing
 CROP = 256  # TRAIN.JITTER_SCALES[0]: the fully-convolutional test crop
-MEAN = 114.75  # MODEL.MEAN
-STD = 57.375  # MODEL.STD
 MAX_FRAMES = 10_000  # MAX_DECODING_FRAMES of customized_video_decoder.h
 MIN_FRAMES = 2  # DecodeClipFromVideoFileFlex enforces 1 < number of frames
 
 # The C++ code multiplies by 1.f / std (float32) rather than dividing.
-_INV_STD = np.float32(1.0) / np.float32(STD)
+_INV_STD = np.float32(1.0) / np.float32(INPUT_STD)
 _COEF_BITS = 11  # INTER_RESIZE_COEF_BITS of OpenCV
 _COEF_SCALE = 1 << _COEF_BITS
 
@@ -123,7 +122,7 @@ def crop_offsets(height: int, width: int, crops: int, size: int = CROP) -> list[
 
 def normalize(pixels: np.ndarray) -> np.ndarray:
     """(x - 114.75) * float32(1 / 57.375) on uint8 or float input, as float32."""
-    return (pixels.astype(np.float32) - np.float32(MEAN)) * _INV_STD
+    return (pixels.astype(np.float32) - np.float32(INPUT_MEAN)) * _INV_STD
 
 
 def crop_clip(clip: np.ndarray, h_off: int, w_off: int, size: int = CROP) -> np.ndarray:

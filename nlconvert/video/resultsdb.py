@@ -2,8 +2,10 @@
 
 WAL mode, one transaction per video: a killed run loses at most the video in flight, and a
 rerun with the same database skips every video already recorded (scored or failed), so no
-video is ever scored twice. The ``runs`` table pins the model (SHA-256 of its file), the
-architecture, the views and the clip; a database made with another model is refused.
+video is ever scored twice (a second write of a key is ignored, so a driver that sees a
+result twice records it once). The ``runs`` table pins the model (SHA-256 of its file), the
+architecture, the views, the clip and the backend; a database made with another model or
+another backend is refused.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..arch import ranked
 from ..errors import NLConvertError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -32,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     frames INTEGER NOT NULL,
     rate INTEGER NOT NULL,
     num_classes INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    backend TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY,
@@ -66,7 +70,8 @@ class DatabaseMismatchError(NLConvertError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What makes results comparable: the same model file, architecture, views and clip."""
+    """What makes results comparable: the same model file, architecture, views, clip and
+    backend (``name/precision``, e.g. ``onnx/fp32``)."""
 
     model_sha256: str
     model_path: str
@@ -75,10 +80,12 @@ class RunConfig:
     frames: int
     rate: int
     num_classes: int
+    backend: str = "torch/fp32"
 
     def identity(self) -> tuple[Any, ...]:
         """The fields that must match to reuse a database (not the model's path)."""
-        return (self.model_sha256, self.arch, self.views, self.frames, self.rate, self.num_classes)
+        return (self.model_sha256, self.arch, self.views, self.frames, self.rate, self.num_classes,
+                self.backend)
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class ResultsDB:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise NLConvertError(f"{self.path}: not a usable results database ({exc})") from None
         self.config = config
@@ -117,28 +125,41 @@ class ResultsDB:
         )
         self.session_id = int(cur.lastrowid or 0)
 
+    def _migrate(self) -> None:
+        """Schema 1 databases have no backend column: they were scored by the exact model
+        (PyTorch for a .pt/.pkl, ONNX Runtime for an .onnx), i.e. today's torch or onnx."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+        if "backend" not in columns:
+            self.conn.execute("ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT ''")
+        self.conn.execute(
+            "UPDATE runs SET backend = CASE WHEN model_path LIKE '%.onnx' THEN 'onnx/fp32' "
+            "ELSE 'torch/fp32' END WHERE backend = ''")
+
     def _bind(self, config: RunConfig) -> int:
         rows = self.conn.execute(
-            "SELECT id, model_sha256, arch, views, frames, rate, num_classes, model_path "
+            "SELECT id, model_sha256, arch, views, frames, rate, num_classes, backend, model_path "
             "FROM runs ORDER BY id"
         ).fetchall()
         for row in rows:
-            if tuple(row[1:7]) == config.identity():
+            if tuple(row[1:8]) == config.identity():
                 return int(row[0])
         if rows:
             old = rows[0]
+            what = ("another backend" if tuple(old[1:7]) == config.identity()[:6]
+                    else "another setting")
             raise DatabaseMismatchError(
-                f"{self.path} holds results of another setting (model {old[7]} sha256 "
-                f"{old[1][:12]}, arch {old[2]}, views {old[3]}, clip {old[4]}x{old[5]}); "
-                f"this run is {config.model_path} sha256 {config.model_sha256[:12]}, arch "
-                f"{config.arch}, views {config.views}, clip {config.frames}x{config.rate}: "
+                f"{self.path} holds results of {what} (model {old[8]} sha256 "
+                f"{old[1][:12]}, arch {old[2]}, views {old[3]}, clip {old[4]}x{old[5]}, backend "
+                f"{old[7]}); this run is {config.model_path} sha256 {config.model_sha256[:12]}, "
+                f"arch {config.arch}, views {config.views}, clip {config.frames}x{config.rate}, "
+                f"backend {config.backend}: results of different settings are never mixed, "
                 "use another --db"
             )
         cur = self.conn.execute(
             "INSERT INTO runs (schema_version, model_sha256, model_path, arch, views, frames, "
-            "rate, num_classes, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "rate, num_classes, created, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (SCHEMA_VERSION, config.model_sha256, config.model_path, config.arch, config.views,
-             config.frames, config.rate, config.num_classes, time.time()),
+             config.frames, config.rate, config.num_classes, time.time(), config.backend),
         )
         return int(cur.lastrowid or 0)
 
@@ -151,10 +172,9 @@ class ResultsDB:
         self, key: str, path: str, label: int, scores: np.ndarray, num_frames: int, seconds: float
     ) -> None:
         """Store a scored video (its summed softmax scores) in one transaction."""
-        order = np.argsort(scores, kind="stable")[::-1]  # as the official evaluate_result
         self._insert(
             key, path, label, "ok", None, None, int(np.argmax(scores)),
-            json.dumps([int(i) for i in order[:5]]),
+            json.dumps(ranked(scores, 5)),
             np.asarray(scores, dtype=np.float32).tobytes(), num_frames, seconds,
         )
 
@@ -168,8 +188,8 @@ class ResultsDB:
     def _insert(self, *values: Any) -> None:
         with self.conn:  # one transaction per video
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(
-                "INSERT INTO videos (key, path, label, status, kind, reason, pred, top5, scores, "
+            self.conn.execute(  # a key already recorded keeps its first result
+                "INSERT OR IGNORE INTO videos (key, path, label, status, kind, reason, pred, top5, scores, "
                 "num_frames, seconds, run_id, session_id, recorded) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, self.run_id, self.session_id, time.time()),

@@ -1,0 +1,150 @@
+"""``nlconvert features``: dense clip features of videos, one file per video, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..arch import FEATURE_LAYERS
+from .options import (
+    backend_option,
+    batch_size_option,
+    check_option,
+    debug_option,
+    device_option,
+    existing_file,
+    force_option,
+    frames_option,
+    no_compile_option,
+    plural,
+    rate_option,
+    threads_option,
+    workers_option,
+)
+
+
+@click.command("features", short_help="Extract dense clip features of videos (one .npy per video).")
+@click.argument("model", type=existing_file())
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: DIR/<relative path>.npy per video, index.jsonl, features.json.")
+@click.option("--list", "list_path", type=existing_file(), metavar="FILE",
+              help="A list of videos instead of INPUTS: one path per line (a trailing label "
+                   "is allowed, as in vallist.txt), or a Kinetics CSV.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              metavar="DIR", help="Folder the --list paths are under (default: the list's folder).")
+@frames_option("Frames per window, L (default: the model's training clip, e.g. 8).")
+@rate_option
+@click.option("--stride", type=click.IntRange(min=1), default=16, show_default=True, metavar="S",
+              help="Frames between window starts (after --fps resampling).")
+@click.option("--fps", metavar="F",
+              help="First resample the decoded frames to F per second by their timestamps.")
+@click.option("--crop", type=click.Choice(("center", "none")), default="center", show_default=True,
+              help="center: the test protocol's centre 256x256 crop; none: the whole resized frame.")
+@click.option("--layer", type=click.Choice(FEATURE_LAYERS), default="pool5", show_default=True,
+              help="pool5: global mean of res5 (2048, the classifier's input); res4 (1024); res5 "
+                   "(= pool5); logits; probs (softmax of the logits).")
+@click.option("--dtype", type=click.Choice(("float32", "float16")), default="float32",
+              show_default=True, help="Data type of the feature files.")
+@click.option("--format", "fmt", type=click.Choice(("npy", "h5")), default="npy", show_default=True,
+              help="npy: one file per video; h5: one DIR/features.h5 keyed by video path.")
+@batch_size_option(help="Windows per forward pass, across videos (default 6).")
+@workers_option
+@backend_option
+@device_option
+@threads_option
+@no_compile_option
+@check_option
+@click.option("--retry-failed", is_flag=True, help="Try again the videos an earlier run recorded as failed.")
+@force_option
+@debug_option
+def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Path | None,
+            root: Path | None, frames: int | None, rate: int | None, stride: int,
+            fps: str | None, crop: str, layer: str, dtype: str, fmt: str, batch_size: int | None,
+            workers: int | None, backend: str, device: str, threads: int | None,
+            no_compile: bool, check: bool, retry_failed: bool, force: bool) -> int:
+    """Extract features of every window of every video: window k starts at frame k*S and takes
+    frames start + i*R (i < L) while its last frame is inside the video; a video shorter than
+    one window gives one window at frame 0 wrapping around. Pixels are decoded (BT.601),
+    resized (short side 256) and cropped as the test protocol does. INPUTS: video files or
+    folders (searched recursively), or use --list/--root. Each video's file is written
+    atomically and recorded in DIR/index.jsonl: a rerun skips what is done; other settings in
+    an existing DIR are refused unless --force. Broken videos are recorded with their reason."""
+    from .._progress import StepBar, status
+    from ..errors import EXIT_OK
+    from ..runtime.backends import describe_choice, open_backend
+    from ..video.features import check_window_shape, extract_features, window_spec
+    from ..video.featurestore import FeatureSettings, FeatureStore, check_outputs_unique
+    from ..video.windows import parse_fps
+    from ..video.workers import default_workers
+
+    items, missing = _inputs(inputs, list_path, root)
+    check_outputs_unique(items + missing)
+    exact_fps = parse_fps(fps)
+    with status(f"loading {model}") as st:
+        runner = open_backend(model, backend, device=device, threads=threads,
+                              batch_size=batch_size, compile=not no_compile, log=st.log)
+    runner.require("clip")
+    print(describe_choice(backend, runner))
+    spec = window_spec(runner, frames=frames, rate=rate, stride=stride)
+    check_window_shape(runner, spec, crop)
+    settings = FeatureSettings(
+        model_sha256=runner.model_sha256, arch=runner.arch.name, layer=layer,
+        frames=spec.frames, rate=spec.rate, stride=spec.stride,
+        fps=None if exact_fps is None else str(fps), crop=crop, dtype=dtype, format=fmt,
+        backend=f"{runner.info.name}/{runner.info.precision}")
+    store = FeatureStore(out_dir, settings, force=force)
+    from ..video.stream import VideoSummary
+
+    for key, path in missing:
+        if not store.done(key, retry_failed=retry_failed):
+            store.write(key, path, None, VideoSummary(key, path, error=f"{path}: no such file",
+                                                      kind="missing"))
+    todo = [(k, p) for k, p in items if not store.done(k, retry_failed=retry_failed)]
+    done_before = len(items) - len(todo)
+    bar = StepBar(len(todo), "features", unit="video")
+    windows = ok = failed = 0
+    try:
+        for video, feats, summary in extract_features(
+                runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
+                rate=spec.rate, fps=exact_fps, crop=crop, workers=default_workers(workers),
+                check=check):
+            store.write(video, summary.path, feats, summary)
+            if feats is None:
+                failed += 1
+                bar.write(f"failed: {' '.join((summary.error or '').split())}")
+            else:
+                ok += 1
+                windows += summary.windows
+            bar.step()
+            bar.set_postfix(f"{windows} windows")
+    finally:
+        bar.close()
+        store.finish()
+    print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
+          f"({plural(windows, 'window')}), {failed + len(missing)} failed, {done_before} already "
+          f"in {out_dir}; layer {layer}, {spec.frames}x{spec.rate} windows every {spec.stride} "
+          f"frames; index {store.folder / 'index.jsonl'}")
+    return EXIT_OK
+
+
+def _inputs(inputs: tuple[Path, ...], list_path: Path | None, root: Path | None
+            ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(key, path) of the videos to do, and of listed videos that are not there."""
+    from ..errors import NLConvertError
+    from ..video.datalist import expand_inputs, read_list
+    from ..video.featurestore import output_key
+
+    if list_path is not None and inputs:
+        raise NLConvertError("give videos as INPUTS or with --list, not both")
+    if list_path is None and not inputs:
+        raise NLConvertError("no videos: give files or folders, or --list FILE")
+    if list_path is not None:
+        base = root or list_path.parent
+        entries = read_list(list_path, base, labels=False)
+        found = [(output_key(Path(e.path), base), e.path) for e in entries if e.path]
+        missing = [(e.key, e.key) for e in entries if not e.path]
+        return found, missing
+    return [(output_key(p, folder), str(p)) for p, folder in expand_inputs(list(inputs))], []

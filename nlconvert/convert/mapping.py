@@ -1,0 +1,272 @@
+"""Map Caffe2 blobs onto the PyTorch NL-ResNet with the declarative rules of ``nlconvert/data/blob_rules.toml``.
+
+Loading is strict: every parameter and buffer of the model is filled, every weight blob is
+used, every shape is checked. Errors name the file, the blob, and the expected and found
+shapes. :func:`format_table` prints what went where, grouped, as Detectron2's loader does.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import MappingError
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One blob-name template and the parameter-name template it maps to."""
+
+    group: str
+    blob: str
+    param: str
+    inflate: bool  # a conv weight that --inflate may repeat along time
+    squeeze: bool  # trailing 1-sized dims of the blob may be dropped (pred_w as a conv)
+    blob_re: re.Pattern[str]
+    param_re: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    values: dict[str, dict[str, str]]  # placeholder -> Caffe2 spelling -> PyTorch spelling
+    ignored_suffixes: dict[str, str]
+    ignored_names: dict[str, str]
+
+    def _fill(self, template: str, groups: Mapping[str, str], to_torch: bool) -> str:
+        def sub(m: re.Match[str]) -> str:
+            key, val = m.group(1), groups[m.group(1)]
+            table = self.values.get(key)
+            if table is None:
+                return val
+            if to_torch:
+                return table[val]
+            return {v: k for k, v in table.items()}[val]
+
+        return _PLACEHOLDER.sub(sub, template)
+
+    def blob_to_param(self, blob: str) -> tuple[Rule, str] | None:
+        """The rule and parameter name for a blob, or None if no rule matches."""
+        for rule in self.rules:
+            m = rule.blob_re.fullmatch(blob)
+            if m:
+                return rule, self._fill(rule.param, m.groupdict(), to_torch=True)
+        return None
+
+    def param_to_blob(self, param: str) -> str | None:
+        """The Caffe2 blob name a parameter is loaded from."""
+        for rule in self.rules:
+            m = rule.param_re.fullmatch(param)
+            if m:
+                return self._fill(rule.blob, m.groupdict(), to_torch=False)
+        return None
+
+    def ignore_reason(self, blob: str) -> str | None:
+        """Why a blob is not a parameter (optimizer state, counters), or None."""
+        if blob in self.ignored_names:
+            return self.ignored_names[blob]
+        for suffix, why in self.ignored_suffixes.items():
+            if blob.endswith(suffix):
+                return why
+        return None
+
+
+def _compile(template: str, patterns: Mapping[str, str]) -> re.Pattern[str]:
+    out, pos, seen = [], 0, set()
+    for m in _PLACEHOLDER.finditer(template):
+        out.append(re.escape(template[pos : m.start()]))
+        name = m.group(1)
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{patterns[name]})")
+        seen.add(name)
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return re.compile("".join(out))
+
+
+@lru_cache(maxsize=1)
+def load_rules() -> RuleSet:
+    """The rule set of ``nlconvert/data/blob_rules.toml``."""
+    text = resources.files("nlconvert").joinpath("data/blob_rules.toml").read_text(encoding="utf-8")
+    data: dict[str, Any] = tomllib.loads(text)
+    placeholders: dict[str, str] = data["placeholders"]
+    values: dict[str, dict[str, str]] = data.get("values", {})
+    # On the PyTorch side a placeholder with a value table matches the translated words.
+    torch_patterns = {
+        k: "|".join(re.escape(v) for v in values[k].values()) if k in values else p
+        for k, p in placeholders.items()
+    }
+    rules = tuple(
+        Rule(
+            group=r["group"],
+            blob=r["blob"],
+            param=r["param"],
+            inflate=bool(r.get("inflate", False)),
+            squeeze=bool(r.get("squeeze", False)),
+            blob_re=_compile(r["blob"], placeholders),
+            param_re=_compile(r["param"], torch_patterns),
+        )
+        for r in data["rule"]
+    )
+    ignored = data.get("ignored", {})
+    return RuleSet(rules, values, dict(ignored.get("suffix", {})), dict(ignored.get("names", {})))
+
+
+@dataclass
+class MappedBlob:
+    """One row of the mapping table."""
+
+    group: str
+    blob: str
+    param: str
+    shape: tuple[int, ...]
+    note: str = ""
+
+
+@dataclass
+class MappingResult:
+    """The state dict built from the blobs, and what went where."""
+
+    state_dict: dict[str, torch.Tensor]
+    rows: list[MappedBlob] = field(default_factory=list)
+
+
+def _group_name(rule: Rule, param: str) -> str:
+    m = rule.param_re.fullmatch(param)
+    return _PLACEHOLDER.sub(lambda g: m.group(g.group(1)) if m else "?", rule.group)
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    if array.dtype != np.float32:
+        array = array.astype(np.float32)
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array).copy()
+    return torch.from_numpy(array)
+
+
+def _fit_shape(
+    blob: str, param: str, array: np.ndarray, want: tuple[int, ...], rule: Rule, inflate: bool,
+    source: str,
+) -> tuple[np.ndarray, str]:
+    have = tuple(array.shape)
+    if have == want:
+        return array, ""
+    if rule.squeeze and len(have) > len(want) and have[: len(want)] == want \
+            and all(d == 1 for d in have[len(want):]):
+        return array.reshape(want), f"reshaped {have} -> {want}"
+    if inflate and rule.inflate and len(have) == 4 and len(want) == 5 \
+            and have[:2] == want[:2] and have[2:] == want[3:]:
+        kt = want[2]
+        # Official inflation: repeat the 2D kernel kt times along time and divide by kt.
+        inflated = np.repeat(array[:, :, None], kt, axis=2) / np.float32(kt)
+        return inflated.astype(np.float32), f"inflated {have} -> {want}"
+    hint = " (a 2D ImageNet checkpoint? pass --inflate)" if len(have) == 4 and len(want) == 5 else ""
+    raise MappingError(
+        f"{source}: blob '{blob}' has shape {have}, expected {want} for '{param}'{hint}"
+    )
+
+
+def map_blobs(
+    blobs: Mapping[str, np.ndarray],
+    target: Mapping[str, torch.Tensor],
+    source: str,
+    arch_name: str,
+    inflate: bool = False,
+    init_missing: Mapping[str, torch.Tensor] | None = None,
+) -> MappingResult:
+    """Build a state dict for `target` (name -> tensor, shapes only are read) from `blobs`.
+
+    Strict: a blob that matches no rule, a blob with no place in the architecture, a wrong
+    shape, or a parameter with no blob raises :class:`MappingError`. With `inflate`, 2D conv
+    weights are repeated along time, and parameters missing from the file may be taken from
+    `init_missing` (the official initialisation), reported in the table.
+    """
+    rules = load_rules()
+    state: dict[str, torch.Tensor] = {}
+    rows: list[MappedBlob] = []
+    for blob, array in blobs.items():
+        found = rules.blob_to_param(blob)
+        if found is None:
+            why = rules.ignore_reason(blob)
+            if why:
+                continue
+            raise MappingError(
+                f"{source}: blob '{blob}' is not a parameter of any video-nonlocal-net network"
+            )
+        rule, param = found
+        if param not in target:
+            if inflate and rule.group == "head":
+                continue  # the classifier of a 2D ImageNet checkpoint is not transferred
+            raise MappingError(
+                f"{source}: blob '{blob}' has no place in architecture {arch_name} "
+                f"(it would load '{param}'); is this the right --arch?"
+            )
+        want = tuple(target[param].shape)
+        if inflate and rule.group == "head" and tuple(array.shape) != want:
+            continue  # official trainer: an unmatching classifier is not loaded
+        fitted, note = _fit_shape(blob, param, np.asarray(array), want, rule, inflate, source)
+        state[param] = _as_tensor(fitted)
+        rows.append(MappedBlob(_group_name(rule, param), blob, param, want, note))
+    missing = [p for p in target if p not in state]
+    if missing and inflate and init_missing is not None:
+        for p in list(missing):
+            if p in init_missing:
+                state[p] = init_missing[p]
+                blob = rules.param_to_blob(p) or "?"
+                found = rules.blob_to_param(blob)
+                group = _group_name(found[0], p) if found else "?"
+                rows.append(MappedBlob(group, blob, p, tuple(state[p].shape),
+                                       "not in file: official initialisation"))
+        missing = [p for p in target if p not in state]
+    if missing:
+        names = [rules.param_to_blob(p) or p for p in missing]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        raise MappingError(
+            f"{source}: blob '{names[0]}' is missing (needed by {arch_name} for "
+            f"'{missing[0]}'); also missing: {', '.join(names[1:3]) or 'nothing else'}{more}"
+        )
+    return MappingResult(state, rows)
+
+
+def blobs_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str
+                          ) -> dict[str, np.ndarray]:
+    """The Caffe2 blobs of a converted state dict (the rules run backwards; float32 numpy)."""
+    rules = load_rules()
+    blobs: dict[str, np.ndarray] = {}
+    for param, tensor in state_dict.items():
+        blob = rules.param_to_blob(param)
+        if blob is None:
+            raise MappingError(f"{source}: parameter '{param}' has no Caffe2 blob")
+        blobs[blob] = tensor.detach().cpu().float().contiguous().numpy()
+    return blobs
+
+
+def format_table(result: MappingResult) -> str:
+    """A grouped, aligned table of blob -> parameter with shapes (like Detectron2's loader)."""
+    lines = []
+    width_blob = max((len(r.blob) for r in result.rows), default=4)
+    width_param = max((len(r.param) for r in result.rows), default=5)
+    current = None
+    for r in sorted(result.rows, key=lambda r: (_group_order(r.group), r.param)):
+        if r.group != current:
+            current = r.group
+            count = sum(1 for x in result.rows if x.group == current)
+            lines.append(f"[{current}] {count} blobs")
+        shape = "x".join(str(d) for d in r.shape) or "scalar"
+        note = f"  ({r.note})" if r.note else ""
+        lines.append(f"  {r.blob:<{width_blob}} -> {r.param:<{width_param}} {shape}{note}")
+    return "\n".join(lines)
+
+
+def _group_order(group: str) -> tuple[int, str]:
+    order = ["stem", "res2", "res3", "res4", "res5", "nonlocal", "head"]
+    return (order.index(group) if group in order else len(order), group)

@@ -1,0 +1,213 @@
+"""The conversion pipeline: checkpoint file -> blobs -> architecture -> mapped state dict -> model or file.
+
+The lean path (:func:`convert_file`) never instantiates the network with its own weights:
+expected shapes come from a model built on the ``meta`` device, blob arrays become the
+tensors of the state dict without copies, and what is not a weight is dropped while the
+pickle is read. Peak memory stays near the size of the weights.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._atomic import check_writable
+from .._hashing import FileHash, file_sha256
+from .._version import __version__
+from ..arch import ArchSpec, Head, default_class_names
+from ..arch.detect import resolve_arch
+from ..errors import CheckpointFormatError
+from ..io.checkpoint import read_checkpoint
+from ..model.resnet import NLResNet, build_model
+from .formats import CHECKPOINT_SUFFIXES
+from .mapping import MappedBlob, MappingResult, blobs_from_state_dict, map_blobs
+from .modelfile import model_payload, read_model_file, write_model_file
+
+
+@dataclass
+class Conversion:
+    """Everything a conversion found out, before a model or a file is made."""
+
+    source: Path
+    blobs: Mapping[str, Any]  # the checkpoint's weight blobs (numpy), as read
+    arch: ArchSpec
+    arch_reason: str
+    mapping: MappingResult
+    source_format: str
+    source_sha256: str
+    ignored: dict[str, str]
+    meta: dict[str, Any]
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights came from, stored in the output file."""
+        return {
+            "source_file": self.source.name,
+            "source_sha256": self.source_sha256,
+            "source_format": self.source_format,
+            "arch_reason": self.arch_reason,
+            "nlconvert_version": __version__,
+            "torch_version": str(torch.__version__),
+            "converted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "model_iter": self.meta.get("model_iter"),
+            "ignored_blobs": len(self.ignored),
+        }
+
+
+def _official_init(arch: ArchSpec, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Initial values the official trainer gives parameters a 2D checkpoint lacks.
+
+    Non-local convs N(0, 0.01) with zero bias (the affine configs zero the out conv), NL BN
+    scale 0 (NONLOCAL.BN_INIT_GAMMA), BN statistics 0/1, classifier N(0, 0.01) and bias 0.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model = build_model(arch, device="meta")
+    out: dict[str, torch.Tensor] = {}
+    for name, t in model.state_dict().items():
+        shape = tuple(t.shape)
+        if name.endswith("running_var"):
+            out[name] = torch.ones(shape)
+        elif (".nonlocal_blocks." in name and ".norm.weight" in name) or name.endswith(
+            ("bias", "running_mean")
+        ):
+            out[name] = torch.zeros(shape)
+        elif ".nonlocal_blocks." in name and ".out." in name and not arch.nonlocal_block.use_bn:
+            out[name] = torch.zeros(shape)  # NONLOCAL.USE_ZERO_INIT_CONV of the affine configs
+        elif name.endswith("weight") and len(shape) > 1:
+            out[name] = torch.randn(shape, generator=gen) * 0.01
+        else:
+            out[name] = torch.ones(shape)
+    return out
+
+
+def prepare(
+    path: str | Path,
+    *,
+    arch_name: str | None = None,
+    predict_net: str | Path | None = None,
+    inflate: bool = False,
+    allow_nonfinite: bool = False,
+    file_hash: FileHash | None = None,
+) -> Conversion:
+    """Read a Caffe2 checkpoint, choose its architecture and map every blob (strictly).
+
+    `file_hash`: the provenance hash of `path`, if the caller started it early.
+    """
+    source = Path(path)
+    ckpt = read_checkpoint(source, predict_net, allow_nonfinite, file_hash)
+    if not ckpt.blobs:
+        raise CheckpointFormatError(f"{source}: holds no weight blobs")
+    arch, reason = resolve_arch(source, ckpt.blobs, arch_name, ckpt.predict_net, inflate)
+    target = build_model(arch, device="meta").state_dict()
+    init = _official_init(arch) if inflate else None
+    mapping = map_blobs(ckpt.blobs, target, str(source), arch.name, inflate, init)
+    return Conversion(
+        source=source,
+        blobs=ckpt.blobs,
+        arch=arch,
+        arch_reason=reason,
+        mapping=mapping,
+        source_format=ckpt.format,
+        source_sha256=ckpt.sha256,
+        ignored=dict(ckpt.ignored),
+        meta=dict(ckpt.meta),
+    )
+
+
+def prepare_model_file(path: str | Path) -> Conversion:
+    """A :class:`Conversion` of a converted model file (``.pt``/``.safetensors``): its own
+    weights, with the Caffe2 blob names they came from, so that a converted file can be
+    checked against the numpy reference of those same weights."""
+    source = Path(path)
+    loaded = read_model_file(source)
+    blobs = blobs_from_state_dict(loaded.state_dict, str(source))
+    rows = [MappedBlob("", blob, param, tuple(t.shape))
+            for (param, t), blob in zip(loaded.state_dict.items(), blobs, strict=True)]
+    return Conversion(
+        source=source, blobs=blobs, arch=loaded.arch,
+        arch_reason=f"stored in the model file ({loaded.arch.name})",
+        mapping=MappingResult(dict(loaded.state_dict), rows),
+        source_format="nlconvert_model", source_sha256=file_sha256(source), ignored={},
+        meta={"provenance": loaded.provenance},
+    )
+
+
+def model_from_state(
+    arch: ArchSpec,
+    state_dict: Mapping[str, torch.Tensor],
+    head: Head = "clip",
+    class_names: list[str] | None = None,
+) -> NLResNet:
+    """An eval-mode model whose parameters ARE the given tensors (no copy)."""
+    model = build_model(arch, head, class_names, device="meta")
+    model.load_state_dict(dict(state_dict), strict=True, assign=True)
+    return model.eval()
+
+
+def convert_checkpoint(
+    path: str | Path,
+    *,
+    arch_name: str | None = None,
+    head: Head = "clip",
+    predict_net: str | Path | None = None,
+    inflate: bool = False,
+    allow_nonfinite: bool = False,
+) -> NLResNet:
+    """Convert a Caffe2 checkpoint (``.pkl`` or ``init_net.pb``) into a model, in memory."""
+    conv = prepare(path, arch_name=arch_name, predict_net=predict_net, inflate=inflate,
+                   allow_nonfinite=allow_nonfinite)
+    model = model_from_state(conv.arch, conv.mapping.state_dict, head,
+                             default_class_names(conv.arch.num_classes))
+    model.provenance = conv.provenance()
+    return model
+
+
+def save_conversion(conv: Conversion, out: str | Path, force: bool = False) -> Path:
+    """Write a ``.pt`` (``torch.load(weights_only=True)``-safe) or ``.safetensors`` file."""
+    payload = model_payload(conv.arch, default_class_names(conv.arch.num_classes),
+                            conv.provenance(), conv.mapping.state_dict)
+    return write_model_file(payload, out, force=force)
+
+
+def default_output(source: str | Path, suffix: str = ".pt") -> Path:
+    """``model.pkl`` -> ``model.pt`` beside it (``init_net.pb`` -> ``init_net.pt``)."""
+    return Path(source).with_suffix(suffix)
+
+
+def convert_file(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    arch_name: str | None = None,
+    predict_net: str | Path | None = None,
+    inflate: bool = False,
+    allow_nonfinite: bool = False,
+    force: bool = False,
+    file_hash: FileHash | None = None,
+) -> tuple[Path, Conversion]:
+    """Convert a checkpoint file into a model file; returns its path and the conversion."""
+    target = Path(out) if out else default_output(path)
+    check_writable(target, force)  # fail before the (long) read
+    conv = prepare(path, arch_name=arch_name, predict_net=predict_net, inflate=inflate,
+                   allow_nonfinite=allow_nonfinite, file_hash=file_hash)
+    return save_conversion(conv, target, force), conv
+
+
+def load_model(path: str | Path, head: Head = "clip", **convert_kw: Any) -> NLResNet:
+    """Load a converted model (``.pt``/``.safetensors``) in eval mode.
+
+    An original Caffe2 checkpoint (``.pkl``/``.pb``) is converted in memory instead
+    (`convert_kw` as :func:`convert_checkpoint`). ``head="fully_conv"`` selects the official
+    fully-convolutional test head.
+    """
+    p = Path(path)
+    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return convert_checkpoint(p, head=head, **convert_kw)
+    loaded = read_model_file(p)
+    model = model_from_state(loaded.arch, loaded.state_dict, head, loaded.class_names)
+    model.provenance = dict(loaded.provenance)
+    return model

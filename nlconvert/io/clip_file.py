@@ -1,0 +1,29 @@
+"""Clips saved with ``numpy.save``: the input of ``nlconvert run`` and ``parity --input``."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import InputShapeError
+
+
+def load_clip_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """A normalised float32 clip from an ``.npy`` file, N x 3 x T x H x W.
+
+    A single clip without the batch axis (3 x T x H x W) gets one. Raises
+    :class:`~nlconvert.errors.InputShapeError` (one line) for an unreadable file, a pickled
+    object array, or another shape or dtype.
+    """
+    try:
+        clip = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputShapeError(f"{path}: not a readable .npy array ({exc})") from None
+    if clip.ndim == 4 and clip.shape[0] == 3:
+        clip = clip[None]
+    if clip.ndim != 5 or clip.shape[1] != 3:
+        raise InputShapeError(f"{path}: expected N x 3 x T x H x W, got shape {clip.shape}")
+    if not np.issubdtype(clip.dtype, np.floating):
+        raise InputShapeError(f"{path}: expected float32 values, got {clip.dtype}")
+    return np.ascontiguousarray(clip, dtype=np.float32)

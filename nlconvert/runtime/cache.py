@@ -1,0 +1,70 @@
+"""Artefacts kept between runs: ONNX exports of model files and torch.compile's code.
+
+Everything lives under one folder: ``$NLCONVERT_CACHE_DIR`` if set, else
+``$XDG_CACHE_HOME/nlconvert``, else ``~/.cache/nlconvert``. An ONNX export is keyed by the
+SHA-256 of the model file's bytes (new weights, new key), the head, the graph layout, the
+precision and the nlconvert version (a newer exporter writes a new file). Files appear
+atomically, so processes sharing the cache (decoding workers, Ray actors on one node) never
+read half an export.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._version import __version__
+
+if TYPE_CHECKING:
+    from ..model import NLResNet
+
+
+def cache_root() -> Path:
+    """The cache folder (see the module doc); not created."""
+    if os.environ.get("NLCONVERT_CACHE_DIR"):
+        return Path(os.environ["NLCONVERT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nlconvert"
+
+
+def onnx_cache_path(model_sha256: str, *, head: str, layout: str, precision: str) -> Path:
+    """Where the export of a model file with these settings is kept."""
+    name = f"{model_sha256[:32]}-{head}-{layout}-{precision}-v{__version__}.onnx"
+    return cache_root() / "onnx" / name
+
+
+def cached_onnx_export(model_sha256: str, load: Callable[[], NLResNet], *, head: str,
+                       layout: str = "frames", fp16: bool = False,
+                       log: Callable[[str], None] | None = None) -> Path:
+    """The cached ONNX export of a model file, exported (and verified) on first use.
+
+    `load` builds the PyTorch model only when the file is not in the cache yet.
+    """
+    path = onnx_cache_path(model_sha256, head=head, layout=layout,
+                           precision="fp16" if fp16 else "fp32")
+    if path.is_file():
+        return path
+    from .onnx_export import export_onnx
+
+    model = load()
+    if log:
+        log(f"exporting the {head} head to ONNX once ({layout} graph, cached in {path.parent})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, path, head=head, layout=layout, fp16=fp16, force=True,  # type: ignore[arg-type]
+                log=None)
+    return path
+
+
+def use_compile_cache() -> Path:
+    """Point torch.compile's on-disk caches (inductor, FX graphs) into the cache folder.
+
+    A user's own ``TORCHINDUCTOR_CACHE_DIR`` is respected. Returns the folder in use.
+    """
+    folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not folder:
+        folder = str(cache_root() / "inductor")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder)

@@ -1,0 +1,102 @@
+"""The package's import graph: every import runs down the layers (README, "Layout").
+
+Read from the source with ``ast`` (lazy imports inside functions included), so a module
+that reaches up a layer, or two peers that import each other, fail here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import nlconvert
+
+PACKAGE = Path(nlconvert.__file__).parent
+
+#: Lowest first. A unit may import its own modules and any unit of a lower layer.
+LAYERS: list[set[str]] = [
+    {"_version", "errors"},  # the version; the error types and exit codes
+    {"_atomic", "_progress", "_hashing"},  # helpers: atomic files, progress, file hashes
+    {"io"},  # bytes -> blobs
+    {"arch"},  # what a network is; the zoo; detection
+    {"model", "reference"},  # the PyTorch network; the independent numpy Caffe2 reference
+    {"convert"},  # blobs -> model; the model file
+    {"synthetic"},  # generated checkpoints, clips and networks
+    {"runtime"},  # backends, ONNX export and sessions, fast paths, bench
+    {"parity", "video"},  # layer-by-layer checks; videos, evaluate, features
+    {"cluster", "demo"},  # Ray pipelines; the end-to-end demo
+    {"commands"},  # the command line's sub-commands
+    {"cli"},
+    {"__init__"},  # the public API facade
+]
+RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
+
+
+def _unit(module: str) -> str:
+    """``nlconvert.video.decode`` -> ``video``; ``nlconvert`` -> ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """Absolute nlconvert modules imported by a file, with line numbers."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("nlconvert")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("nlconvert"):
+                if not node.module and node.level:
+                    found += [(f"{target}.{a.name}", node.lineno) for a in node.names]
+                else:
+                    found.append((target, node.lineno))
+    return found
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {_unit(_module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert units <= set(RANK), f"modules without a layer: {sorted(units - set(RANK))}"
+
+
+def test_no_import_runs_up_the_layers() -> None:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        unit = _unit(_module_name(path))
+        for target, line in _imports(path):
+            other = _unit(target)
+            if other == unit or other not in RANK:
+                continue
+            if RANK[other] >= RANK[unit]:
+                bad.append(f"{path.relative_to(PACKAGE)}:{line}: {unit} imports {target} "
+                           f"(layer {RANK[other]} >= {RANK[unit]})")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_reference_shares_no_code_with_the_model() -> None:
+    for path in (PACKAGE / "reference").rglob("*.py"):
+        text = path.read_text()
+        assert "import torch" not in text, path
+        for target, _ in _imports(path):
+            assert _unit(target) not in ("model", "convert", "runtime"), (path, target)
+
+
+def test_importlib_only_in_the_lazy_facades() -> None:
+    allowed = {PACKAGE / "__init__.py", PACKAGE / "convert" / "__init__.py", PACKAGE / "cli.py"}
+    users = {p for p in PACKAGE.rglob("*.py") if "import_module(" in p.read_text()}
+    assert users <= allowed, sorted(str(p.relative_to(PACKAGE)) for p in users - allowed)
