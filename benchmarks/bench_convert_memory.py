@@ -64,14 +64,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the results as JSON")
     args = parser.parse_args()
 
-    from nlconvert.io.py2pickle import write_official_pkl
-    from nlconvert.reference.netdef_builder import random_blobs
-    from nlconvert.zoo import get_arch
+    from nlconvert.synthetic import write_synthetic_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"{args.arch}.pkl"
-        write_official_pkl(src, random_blobs(get_arch(args.arch), seed=0), model_iter=400000,
-                           lr=1e-4)
+        write_synthetic_checkpoint(args.arch, src)
         size_mib = src.stat().st_size / 2**20
         base = _baseline_rss()
         # Interleave the two paths so that drift in the machine's load hits both alike.

@@ -22,8 +22,9 @@ import time
 import numpy as np
 
 from nlconvert.reference import run_net
-from nlconvert.reference.netdef_builder import build_predict_net, random_blobs
-from nlconvert.zoo import get_arch
+from nlconvert.arch import get_arch
+from nlconvert.reference.netdef_builder import build_predict_net
+from nlconvert.synthetic import random_blobs
 
 
 def main(argv: list[str] | None = None) -> int:

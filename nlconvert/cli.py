@@ -117,6 +117,10 @@ class _PipeSafeStdout(io.TextIOBase):
     def isatty(self) -> bool:
         return bool(self._stream.isatty())
 
+    @property
+    def buffer(self) -> Any:  # click writes bytes (e.g. completion scripts) to the buffer
+        return self._stream.buffer
+
     def fileno(self) -> int:
         return int(self._stream.fileno())
 
