@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from nlconvert.reference import run_net
 from nlconvert.arch import get_arch
+from nlconvert.reference import run_net
 from nlconvert.reference.netdef_builder import build_predict_net
 from nlconvert.synthetic import random_blobs
 

@@ -78,8 +78,9 @@ def test_check_fails_beyond_the_stated_tolerance(small, monkeypatch):
         backend.check(_clips(), "clip")
 
 
-def test_onnx_export_is_cached_and_keyed_by_the_weights(small, tmp_path):
-    path, model = small
+def test_onnx_export_is_cached_and_keyed_by_the_weights(tmp_path):
+    arch = get_arch("c2d_baseline_8x8")
+    path = save_model(synthetic_model(arch, seed=2, calib_shape=(8, 32, 32)), tmp_path / "a.pt")
     first = open_backend(path, "onnx")
     first.run(_clips(1), "clip")
     cached = onnx_cache_path(first.model_sha256, head="clip", layout="frames", precision="fp32")
@@ -90,8 +91,8 @@ def test_onnx_export_is_cached_and_keyed_by_the_weights(small, tmp_path):
     assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
     assert second.session("clip").path == cached
     # new weights, new key: the old export is not used
-    changed = synthetic_model(get_arch("i3d_nonlocal_8x8"), seed=3, calib_shape=(8, 64, 64))
-    other_path = save_model(changed, tmp_path / "m.pt")
+    changed = synthetic_model(arch, seed=3, calib_shape=(8, 32, 32))
+    other_path = save_model(changed, tmp_path / "b.pt")
     other = open_backend(other_path, "onnx")
     assert other.model_sha256 != first.model_sha256
     got = other.run(_clips(1), "clip")["logits"]

@@ -19,8 +19,9 @@ def test_bench_cli_json(tmp_path, capsys):
     pt = save_model(model, tmp_path / "c2d.pt")
     out = tmp_path / "bench.json"
     rc = main(["bench", str(pt), "--frames", "8", "--size", "32", "--batch-sizes", "1,2",
-               "--threads", "1", "--runs", "2", "--warmup", "1", "--backend", "onnx,fast",
-               "--no-compile", "--int8", "--layouts", "frames,ncthw", "--json", str(out)])
+               "--threads", "1", "--runs", "1", "--warmup", "0", "--backend", "onnx,fast",
+               "--no-compile", "--int8", "--layouts", "frames,ncthw", "--error-clips", "1",
+               "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())
     paths = {(r["path"], r["precision"], r["batch"]) for r in rows}

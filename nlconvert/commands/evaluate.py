@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +21,8 @@ from .options import (
     no_compile_option,
     output_path,
     rate_option,
+    ray_options,
+    ray_settings,
     threads_option,
     views_option,
     workers_option,
@@ -50,39 +53,54 @@ from .options import (
 @threads_option
 @no_compile_option
 @check_option
+@ray_options
 @force_option
 @debug_option
 def command(model: Path, list_path: Path, root: Path | None, db: Path, report: Path | None,
             json_path: str | None, workers: int | None, limit: int | None, views: str,
             batch_size: int | None, frames: int | None, rate: int | None, backend: str,
-            device: str, threads: int | None, no_compile: bool, check: bool, force: bool) -> int:
+            device: str, threads: int | None, no_compile: bool, check: bool, force: bool,
+            **ray: Any) -> int:
     """Score every video of a list with the paper's test protocol; each result goes to the
     SQLite --db as soon as it is computed, so a killed run resumes where it stopped (no video
     is scored twice). The database records the model, views, clip and backend, and refuses a
     run with other settings. Videos are named in the Kinetics CSV by
     <youtube_id>_<start:06d>_<end:06d> (the downloader's naming) or <youtube_id>, in a folder
     per class or flat; missing and undecodable videos are recorded with their reason and
-    count as wrong in the official accuracy."""
+    count as wrong in the official accuracy. With --ray the videos are decoded by Ray tasks and
+    scored by model actors across a cluster; this process still writes the database alone."""
     from .._atomic import atomic_write_text, check_writable
     from .._hashing import file_sha256
     from .._progress import status
     from ..errors import EXIT_OK
-    from ..runtime.backends import describe_choice, open_backend
+    from ..runtime.backends import describe_choice, open_backend, plan_backend
     from ..video import evaluate as ev
     from ..video.protocol import Views
     from ..video.resultsdb import ResultsDB, RunConfig
     from ..video.workers import default_workers
 
     v = Views.parse(views)
+    on_ray = ray_settings(ray.pop("ray_address"), **ray)
     for out in (report, json_path if json_path != "-" else None):
         if out:
             check_writable(out, force)
-    with status(f"loading {model}") as st:
-        runner = open_backend(model, backend, device=device, threads=threads,
-                              batch_size=batch_size, compile=not no_compile, log=st.log)
-    runner.require("fully_conv")
-    if json_path != "-":
-        print(describe_choice(backend, runner))
+    if on_ray is not None:
+        from ..cluster.stages import BackendSpec
+
+        if on_ray.gpus_per_actor > 0:
+            device = "cuda"
+        runner: Any = plan_backend(model, backend, device=device)
+        spec = BackendSpec(str(model.resolve()), runner.info.name, device, threads, batch_size,
+                           not no_compile)
+        if json_path != "-":
+            print(f"backend: {runner.info.name} ({runner.info.precision}) in Ray actors")
+    else:
+        with status(f"loading {model}") as st:
+            runner = open_backend(model, backend, device=device, threads=threads,
+                                  batch_size=batch_size, compile=not no_compile, log=st.log)
+        runner.require("fully_conv")
+        if json_path != "-":
+            print(describe_choice(backend, runner))
     entries = ev.read_list(list_path, root, runner.class_names)
     config = RunConfig(
         model_sha256=runner.model_sha256 or file_sha256(model), model_path=str(model),
@@ -93,8 +111,15 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     )
     results = ResultsDB(db, config, list_path=str(list_path))
     try:
-        summary = ev.evaluate(runner, entries, results, v, workers=default_workers(workers),
-                              limit=limit, frames=config.frames, rate=config.rate, check=check)
+        if on_ray is not None:
+            from ..cluster.jobs import evaluate_on_ray
+
+            summary = evaluate_on_ray(spec, runner.arch, entries, results, v, options=on_ray,
+                                      frames=config.frames, rate=config.rate, limit=limit,
+                                      log=print if json_path != "-" else None)
+        else:
+            summary = ev.evaluate(runner, entries, results, v, workers=default_workers(workers),
+                                  limit=limit, frames=config.frames, rate=config.rate, check=check)
         data = ev.build_report(entries, results.results(), config, runner.class_names,
                                ev.published_for(config.arch))
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,8 @@ from .options import (
     no_compile_option,
     plural,
     rate_option,
+    ray_options,
+    ray_settings,
     threads_option,
     workers_option,
 )
@@ -58,24 +61,27 @@ from .options import (
 @no_compile_option
 @check_option
 @click.option("--retry-failed", is_flag=True, help="Try again the videos an earlier run recorded as failed.")
+@ray_options
 @force_option
 @debug_option
 def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Path | None,
             root: Path | None, frames: int | None, rate: int | None, stride: int,
             fps: str | None, crop: str, layer: str, dtype: str, fmt: str, batch_size: int | None,
             workers: int | None, backend: str, device: str, threads: int | None,
-            no_compile: bool, check: bool, retry_failed: bool, force: bool) -> int:
+            no_compile: bool, check: bool, retry_failed: bool, force: bool, **ray: Any) -> int:
     """Extract features of every window of every video: window k starts at frame k*S and takes
     frames start + i*R (i < L) while its last frame is inside the video; a video shorter than
     one window gives one window at frame 0 wrapping around. Pixels are decoded (BT.601),
     resized (short side 256) and cropped as the test protocol does. INPUTS: video files or
     folders (searched recursively), or use --list/--root. Each video's file is written
     atomically and recorded in DIR/index.jsonl: a rerun skips what is done; other settings in
-    an existing DIR are refused unless --force. Broken videos are recorded with their reason."""
+    an existing DIR are refused unless --force. Broken videos are recorded with their reason.
+    With --ray, Ray tasks decode and model actors compute across a cluster; this process still
+    writes every file alone."""
     from .._progress import StepBar, status
     from ..errors import EXIT_OK
-    from ..runtime.backends import describe_choice, open_backend
-    from ..video.features import check_window_shape, extract_features, window_spec
+    from ..runtime.backends import describe_choice, open_backend, plan_backend
+    from ..video.features import VideoFeatures, check_window_shape, extract_features, window_spec
     from ..video.featurestore import FeatureSettings, FeatureStore, check_outputs_unique
     from ..video.windows import parse_fps
     from ..video.workers import default_workers
@@ -83,11 +89,18 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     items, missing = _inputs(inputs, list_path, root)
     check_outputs_unique(items + missing)
     exact_fps = parse_fps(fps)
-    with status(f"loading {model}") as st:
-        runner = open_backend(model, backend, device=device, threads=threads,
-                              batch_size=batch_size, compile=not no_compile, log=st.log)
-    runner.require("clip")
-    print(describe_choice(backend, runner))
+    on_ray = ray_settings(ray.pop("ray_address"), **ray)
+    if on_ray is not None:
+        if on_ray.gpus_per_actor > 0:
+            device = "cuda"
+        runner: Any = plan_backend(model, backend, device=device)
+        print(f"backend: {runner.info.name} ({runner.info.precision}) in Ray actors")
+    else:
+        with status(f"loading {model}") as st:
+            runner = open_backend(model, backend, device=device, threads=threads,
+                                  batch_size=batch_size, compile=not no_compile, log=st.log)
+        runner.require("clip")
+        print(describe_choice(backend, runner))
     spec = window_spec(runner, frames=frames, rate=rate, stride=stride)
     check_window_shape(runner, spec, crop)
     settings = FeatureSettings(
@@ -105,24 +118,39 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     todo = [(k, p) for k, p in items if not store.done(k, retry_failed=retry_failed)]
     done_before = len(items) - len(todo)
     bar = StepBar(len(todo), "features", unit="video")
-    windows = ok = failed = 0
+    counts = {"ok": 0, "failed": 0, "windows": 0}
+
+    def done(result: VideoFeatures) -> None:
+        if result.features is None:
+            counts["failed"] += 1
+            bar.write(f"failed: {' '.join((result.windows.error or '').split())}")
+        else:
+            counts["ok"] += 1
+            counts["windows"] += result.windows.windows
+        bar.step()
+        bar.set_postfix(f"{counts['windows']} windows")
+
     try:
-        for video, feats, summary in extract_features(
-                runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
-                rate=spec.rate, fps=exact_fps, crop=crop, workers=default_workers(workers),
-                check=check):
-            store.write(video, summary.path, feats, summary)
-            if feats is None:
-                failed += 1
-                bar.write(f"failed: {' '.join((summary.error or '').split())}")
-            else:
-                ok += 1
-                windows += summary.windows
-            bar.step()
-            bar.set_postfix(f"{windows} windows")
+        if on_ray is not None:
+            from ..cluster.jobs import features_on_ray
+            from ..cluster.stages import BackendSpec
+
+            features_on_ray(BackendSpec(str(model.resolve()), runner.info.name, device, threads,
+                                        batch_size, not no_compile),
+                            runner.arch, todo, store, options=on_ray, layer=layer, frames=spec.frames,
+                            rate=spec.rate, stride=spec.stride, fps=exact_fps, crop=crop,
+                            on_video=done, log=print)
+        else:
+            for result in extract_features(
+                    runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
+                    rate=spec.rate, fps=exact_fps, crop=crop, workers=default_workers(workers),
+                    check=check):
+                store.write(result.video, result.windows.path, result.features, result.windows)
+                done(result)
     finally:
         bar.close()
         store.finish()
+    ok, failed, windows = counts["ok"], counts["failed"], counts["windows"]
     print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
           f"({plural(windows, 'window')}), {failed + len(missing)} failed, {done_before} already "
           f"in {out_dir}; layer {layer}, {spec.frames}x{spec.rate} windows every {spec.stride} "

@@ -147,6 +147,49 @@ layouts_choice = click.Choice(GRAPH_LAYOUTS)
 layer_choice = click.Choice(FEATURE_LAYERS)
 
 
+_RAY_OPTIONS = [
+    click.option("--ray", "ray_address", metavar="auto|local|ADDRESS",
+                 help="Run on a Ray cluster: auto (RAY_ADDRESS or the cluster on this machine), "
+                      "local (start one here) or its address. Inputs, the model and outputs must "
+                      "be on storage every node sees."),
+    click.option("--actors", type=click.IntRange(min=1), metavar="N",
+                 help="--ray: model actors (default: one per --gpus-per-actor share of the "
+                      "cluster's GPUs, else 1)."),
+    click.option("--gpus-per-actor", type=click.FloatRange(min=0), default=0.0, metavar="G",
+                 help="--ray: GPUs per model actor (0: CPU actors)."),
+    click.option("--cpus-per-actor", type=click.FloatRange(min=0), metavar="C",
+                 help="--ray: CPUs each model actor asks for (default 1 with GPUs, else 0.5)."),
+    click.option("--decode-cpus", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+                 metavar="C", help="--ray: CPUs per decoding task (one video each)."),
+    click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
+                 metavar="N", help="--ray: attempts of a task whose worker dies before its "
+                                   "videos are recorded as failed."),
+    click.option("--stall-timeout", type=click.FloatRange(min=1), default=600.0,
+                 show_default=True, metavar="S",
+                 help="--ray: stop with an error after S seconds without progress."),
+]
+
+
+def ray_options(func: F) -> F:
+    """The options of a run on a Ray cluster (evaluate, features)."""
+    for option in reversed(_RAY_OPTIONS):
+        func = option(func)
+    return func
+
+
+def ray_settings(ray_address: str | None, *, actors: int | None, gpus_per_actor: float,
+                 cpus_per_actor: float | None, decode_cpus: float, max_attempts: int,
+                 stall_timeout: float) -> Any:
+    """The :class:`~nlconvert.cluster.layout.RayOptions` of the ``--ray`` options (None: local)."""
+    if ray_address is None:
+        return None
+    from ..cluster.layout import RayOptions
+
+    return RayOptions(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+                      cpus_per_actor=cpus_per_actor, decode_cpus=decode_cpus,
+                      max_attempts=max_attempts, stall_timeout_s=stall_timeout)
+
+
 def output_path(suffixes: Sequence[str]) -> Callable[[click.Context, click.Parameter, str | None], Path | None]:
     """A callback checking an output path's suffix (e.g. ``-o out.ckpt`` is refused)."""
 

@@ -507,6 +507,50 @@ def _onnx_file_backend(path: Path, *, device: str, threads: int | None,
     return backend
 
 
+@dataclass(frozen=True)
+class BackendPlan:
+    """What a backend will be, known without loading the weights (a Ray driver's view)."""
+
+    info: BackendInfo
+    arch: ArchSpec
+    class_names: list[str] | None
+    model_sha256: str
+
+
+def plan_backend(model: str | Path, backend: str = "auto", *, device: str = "cpu") -> BackendPlan:
+    """The backend :func:`open_backend` would give on a machine like this one with `device`
+    (for a driver that only coordinates: the weights stay where they are)."""
+    path = Path(model)
+    if not path.is_file():
+        raise BackendError(f"{path}: no such model file")
+    is_onnx = path.suffix.lower() == ".onnx"
+    name = resolve_backend_name(backend, device=device, model_is_onnx=is_onnx)
+    if is_onnx:
+        from .onnx_session import OnnxModel
+
+        probe = OnnxModel(path, providers=["CPUExecutionProvider"], threads=1)
+        arch, class_names, precision = probe.arch, probe.class_names, probe.precision
+    else:
+        def load() -> NLResNet:
+            from ..convert import load_model
+
+            return load_model(path, head="fully_conv")
+
+        arch, class_names = _arch_and_classes(path, load)
+        precision = "fp32"
+        if name == "fast":
+            if device.startswith("cuda"):
+                precision = "fp16"
+            else:
+                from .fast import bf16_is_fast
+
+                precision = "bf16" if bf16_is_fast() else "fp32"
+    rtol = EXACT_RTOL if precision == "fp32" else REDUCED_RTOL[precision]
+    info = BackendInfo(name, device, precision, "planned", 0.0 if name == "torch" else rtol)
+    return BackendPlan(info, arch, class_names or default_class_names(arch.num_classes),
+                       file_sha256(path))
+
+
 def describe_choice(requested: str, backend: Backend) -> str:
     """The line every command prints about the backend it took."""
     why = " (auto: the fastest exact backend here)" if requested == "auto" else ""
@@ -522,7 +566,9 @@ __all__ = [
     "FastBackend",
     "OnnxBackend",
     "TorchBackend",
+    "BackendPlan",
     "check_device",
+    "plan_backend",
     "describe_choice",
     "open_backend",
     "resolve_backend_name",

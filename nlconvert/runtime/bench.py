@@ -205,6 +205,8 @@ def bench_paths(model: str | Path, backends: Sequence[str], *, head: Head,
     reference = open_backend(model, "torch", device=device, threads=threads, batch_size=batch_size)
     paths = [backend_path(reference, head)]
     work = Path(workdir)
+    n, c, t, h, w = calib_shape or (1, 3, 0, 224, 224)
+    shape = (n, c, t or reference.arch.frames, h, w)  # the clips timed (and calibrated on)
     for name in backends:
         if name == "torch":
             continue
@@ -218,7 +220,8 @@ def bench_paths(model: str | Path, backends: Sequence[str], *, head: Head,
             file = work / f"model_{head}_{layout}.onnx"
             if log:
                 log(f"exporting {file}")
-            export_onnx(reference.model, file, head=head, layout=layout, force=True, log=None)
+            export_onnx(reference.model, file, head=head, layout=layout, example_shape=shape,
+                        force=True, log=None)
             other = open_backend(file, "onnx", device=device, threads=threads, batch_size=batch_size)
             paths.append(backend_path(other, head, f"onnx-{layout}"))
         if int8:
@@ -229,8 +232,6 @@ def bench_paths(model: str | Path, backends: Sequence[str], *, head: Head,
             file = work / f"model_{head}_int8.onnx"
             if log:
                 log(f"quantising {file}")
-            n, c, t, h, w = calib_shape or (1, 3, 0, 224, 224)
-            shape = (n, c, t or reference.arch.frames, h, w)
             quantize_int8(backend.session(head).path, file, shape, force=True)
             quant = open_backend(file, "onnx", device=device, threads=threads, batch_size=batch_size)
             paths.append(backend_path(quant, head, "onnx-int8"))

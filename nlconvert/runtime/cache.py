@@ -52,8 +52,13 @@ def cached_onnx_export(model_sha256: str, load: Callable[[], NLResNet], *, head:
     if log:
         log(f"exporting the {head} head to ONNX once ({layout} graph, cached in {path.parent})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, path, head=head, layout=layout, fp16=fp16, force=True,  # type: ignore[arg-type]
-                log=None)
+    frames = model.arch.frames
+    if head == "clip":  # any size: verify small, at two shapes (another batch, T, H, W)
+        shapes = [(1, 3, frames, 128, 128), (2, 3, 2 * frames, 160, 144)]
+    else:  # the test head needs the training clip and 224+ pixels
+        shapes = [(1, 3, frames, 224, 224), (2, 3, frames, 256, 240)]
+    export_onnx(model, path, head=head, layout=layout, fp16=fp16,  # type: ignore[arg-type]
+                example_shape=shapes[0], check_shapes=shapes[1:], force=True, log=None)
     return path
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from .._progress import StepBar
+from ..arch import ArchSpec
 from ..runtime.backends import Backend
 from .datalist import Entry, read_list
 from .predict import score_views
-from .protocol import Views, normalize
+from .protocol import CROP, Views, normalize
 from .resultsdb import ResultsDB, RunConfig, VideoResult
 from .workers import WorkerCrash, decode_views, run_tasks
 
@@ -64,6 +65,7 @@ def evaluate(
     v = str(Views.parse(views))
     frames = frames or backend.arch.frames
     rate = rate or backend.arch.sample_rate
+    check_view_shape(backend.arch, frames)
     start = time.perf_counter()
     todo, already, pending_after = plan_work(entries, db.done_keys(), limit)
     by_key = {e.key: e for e in todo}
@@ -107,6 +109,12 @@ def evaluate(
             bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def check_view_shape(arch: ArchSpec, frames: int) -> None:
+    """Raise :class:`~nlconvert.errors.InputShapeError` before any video is decoded if the
+    network's test head cannot take protocol views of `frames` frames (256 x 256)."""
+    arch.check_clip((1, 3, frames, CROP, CROP), "fully_conv")
 
 
 def plan_work(entries: list[Entry], done: set[str], limit: int | None

@@ -48,7 +48,53 @@ class _Pending:
 
     rows: dict[int, np.ndarray] = field(default_factory=dict)  # window index -> features
     summary: VideoSummary | None = None
-    failed: bool = False
+
+
+class FeatureAssembler:
+    """Collects each video's window features (in any order, from any worker) and its summary;
+    hands a video out once, when all its windows are in (or as soon as it failed)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, _Pending] = {}
+        self._finished: set[str] = set()
+
+    def add_rows(self, key: str, indices: Iterable[int], rows: np.ndarray) -> list[VideoFeatures]:
+        """Features of some windows of `key` (window index -> row of `rows`)."""
+        if key in self._finished:
+            return []  # a retried task's duplicate
+        p = self._pending.setdefault(key, _Pending())
+        for index, row in zip(indices, rows, strict=True):
+            p.rows[int(index)] = row
+        return self._finish(key)
+
+    def add_summary(self, summary: VideoSummary) -> list[VideoFeatures]:
+        """The end of a video's stream: how many windows it has, or why it failed."""
+        if summary.key in self._finished:
+            return []
+        self._pending.setdefault(summary.key, _Pending()).summary = summary
+        return self._finish(summary.key)
+
+    def failed(self, key: str) -> bool:
+        """Whether `key` is known to have failed (its windows are then not worth computing)."""
+        p = self._pending.get(key)
+        return p is not None and p.summary is not None and not p.summary.ok
+
+    def unfinished(self) -> list[str]:
+        """Keys seen but not handed out yet."""
+        return [k for k in self._pending if k not in self._finished]
+
+    def _finish(self, key: str) -> list[VideoFeatures]:
+        p = self._pending[key]
+        if p.summary is None:
+            return []
+        if p.summary.ok and len(p.rows) < p.summary.windows:
+            return []
+        del self._pending[key]
+        self._finished.add(key)
+        if not p.summary.ok:
+            return [VideoFeatures(key, None, p.summary)]
+        feats = np.stack([p.rows[k] for k in range(p.summary.windows)]).astype(np.float32)
+        return [VideoFeatures(key, feats, p.summary)]
 
 
 def window_spec(backend: Backend, *, frames: int | None = None, rate: int | None = None,
@@ -102,59 +148,37 @@ def extract_features(
     spec = window_spec(backend, frames=frames, rate=rate, stride=stride)
     check_window_shape(backend, spec, crop)
     produce = partial(stream_windows, spec=spec, fps=parse_fps(fps), crop=crop)
-    pending: dict[str, _Pending] = {}
+    assembler = FeatureAssembler()
     batches: dict[tuple[int, ...], list[Window]] = {}  # windows waiting, by pixel shape
     state = {"check": check}
 
     def run(batch: list[Window]) -> Iterator[VideoFeatures]:
+        batch = [w for w in batch if not assembler.failed(w.key)]
+        if not batch:
+            return
         clips = normalize(np.stack([w.pixels for w in batch]))
         if state["check"]:
             backend.check(clips[:backend.batch_size], "clip")
             state["check"] = False
         values = backend.features(clips, [layer])[layer]
-        for w, row in zip(batch, values, strict=True):
-            if w.key in pending:
-                pending[w.key].rows[w.index] = row
         if on_batch is not None:
             on_batch(len(batch))
-        for w in batch:
-            yield from finish(w.key)
-
-    def finish(key: str) -> Iterator[VideoFeatures]:
-        p = pending.get(key)
-        if p is None or p.summary is None:
-            return
-        if p.failed or not p.summary.ok:
-            del pending[key]
-            yield VideoFeatures(key, None, p.summary)
-        elif len(p.rows) == p.summary.windows:
-            del pending[key]
-            feats = np.stack([p.rows[k] for k in range(p.summary.windows)]).astype(np.float32)
-            yield VideoFeatures(key, feats, p.summary)
+        for key in dict.fromkeys(w.key for w in batch):
+            rows = [(w.index, v) for w, v in zip(batch, values, strict=True) if w.key == key]
+            yield from assembler.add_rows(key, [i for i, _ in rows], np.stack([v for _, v in rows]))
 
     for message in run_tasks(_as_items(videos), produce, workers=workers):
         if isinstance(message, Window):
-            pending.setdefault(message.key, _Pending())
             queue = batches.setdefault(message.pixels.shape, [])
             queue.append(message)
             if len(queue) >= backend.batch_size:
                 del batches[message.pixels.shape]
                 yield from run(queue)
         elif isinstance(message, VideoSummary):
-            p = pending.setdefault(message.key, _Pending())
-            p.summary = message
-            if not message.ok:  # windows of a video that failed later are dropped
-                p.failed = True
-                for shape, queue in list(batches.items()):
-                    batches[shape] = [w for w in queue if w.key != message.key]
-            yield from finish(message.key)
+            yield from assembler.add_summary(message)
         elif isinstance(message, WorkerCrash):
-            summary = VideoSummary(message.key, message.path, error=message.reason,
-                                   kind="decoder crash")
-            pending[message.key] = _Pending(summary=summary, failed=True)
-            for shape, queue in list(batches.items()):
-                batches[shape] = [w for w in queue if w.key != message.key]
-            yield from finish(message.key)
+            yield from assembler.add_summary(VideoSummary(
+                message.key, message.path, error=message.reason, kind="decoder crash"))
     for queue in batches.values():  # the last, partial batches
         if queue:
             yield from run(queue)
