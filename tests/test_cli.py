@@ -184,3 +184,62 @@ def test_a_closed_pipe_does_not_fail_the_command(small_pt, tmp_path):
     code = subprocess.run(f"set -o pipefail; {ENTRY} info {ckpt} --blobs | head -1", shell=True,
                           executable="/bin/bash", capture_output=True, timeout=300).returncode
     assert code == 0
+
+
+def test_parity_checks_a_converted_file_against_its_own_weights(small_pt, tmp_path):
+    report = tmp_path / "p.md"
+    assert main(["parity", str(small_pt), "--frames", "8", "--size", "64", "--report",
+                 str(report)]) == 0
+    text = report.read_text()
+    assert "PASS" in text and "stored in the model file" in text
+    from nlconvert.arch import kinetics400_names
+
+    top5_row = next(line for line in text.splitlines() if line.startswith("| 0 | reference |"))
+    assert any(name in top5_row for name in kinetics400_names())  # names, not bare indices
+
+
+def test_parity_plot_draws_an_output_only_side_at_the_head():
+    from types import SimpleNamespace
+
+    from nlconvert.parity.compare import LayerComparison, Tolerance
+    from nlconvert.parity.report import error_plot_svg
+
+    def row(name, side):
+        return LayerComparison(name, side, (1,), 1e-7, 1e-6, 1.0, 1.0, 1e-4, True)
+
+    names = ["res_conv1_bn", "pool1", "pool5", "pred", "softmax"]
+    rows = [row(n, "torch") for n in names] + [row("pred", "onnx_file")]
+    svg = error_plot_svg(SimpleNamespace(sides=["torch", "onnx_file"], rows=rows,
+                                         tolerance=Tolerance()))
+    # x of layer 3 of 5 (pred) on a 760-wide plot with margins 60/20: 60 + 680 * 3/4 = 570
+    assert '<circle cx="570.0"' in svg
+
+
+def test_safetensors_model_files_round_trip(small_pt, tmp_path):
+    import torch
+
+    from nlconvert.convert import load_model
+
+    model = load_model(small_pt)
+    out = save_model(model, tmp_path / "m.safetensors")
+    again = load_model(out)
+    assert again.arch == model.arch and again.class_names == model.class_names
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k])
+
+
+def test_predict_shows_progress_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import videos as V
+
+    from nlconvert import _progress
+    from nlconvert.runtime import backends
+
+    monkeypatch.setattr(_progress, "interactive", lambda: True)
+    monkeypatch.setattr(backends, "open_backend", V.stand_in_factory(frames=4, rate=2))
+    video = V.make_video(tmp_path / "v.mp4", 160, 120, 12)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    assert main(["predict", str(model), str(video), "--views", "1x1"]) == 0
+    captured = capsys.readouterr()
+    assert "loading" in captured.err and "view" in captured.err  # status line, view bar
+    assert "(12 frames, 1 view)" in captured.out

@@ -168,11 +168,9 @@ def test_a_lost_worker_node_does_not_lose_or_double_a_video(data, cluster, tmp_p
 def test_a_poisoned_video_is_recorded_not_looped(data, cluster, tmp_path):
     root, pt = data
     c, _ = cluster
-    poison = root / "k" / "poison.mp4"
-    if not poison.exists():
-        V.make_video(poison, 160, 120, 20)
+    poison = V.make_video(tmp_path / "poison.mp4", 160, 120, 20)  # not in the shared folder
     listing = tmp_path / "list.txt"
-    listing.write_text((root / "list.txt").read_text() + "k/poison.mp4 0\n")
+    listing.write_text((root / "list.txt").read_text() + f"{poison} 0\n")
     sys.path.insert(0, str(TESTS))
     import ray_helpers
 
@@ -187,7 +185,7 @@ def test_a_poisoned_video_is_recorded_not_looped(data, cluster, tmp_path):
     finally:
         results.close()
     rows = _rows(tmp_path / "p.sqlite")
-    assert rows["k/poison.mp4"][:2] == ("failed", "worker crash")
+    assert rows[str(poison)][:2] == ("failed", "worker crash")
     assert summary.scored == 8 and time.time() - start < WATCHDOG_S
 
 
@@ -254,3 +252,24 @@ def test_a_killed_driver_resumes_without_doubling(data, cluster, tmp_path):
     for key in before:
         assert after[key] == before[key]  # recorded once, never rewritten
     _same(_local_eval(root, pt, tmp_path / "local.sqlite"), after)
+
+
+def test_features_command_on_the_cluster_equals_a_local_run(data, cluster, tmp_path):
+    root, pt = data
+    c, _ = cluster
+    from nlconvert.cli import main
+
+    folder = root / "k"
+    common = ["--frames", "2", "--stride", "10", "--backend", "torch", "--batch-size", "2"]
+    assert main(["features", str(pt), str(folder), "--out", str(tmp_path / "ray"), *common,
+                 "--ray", c.address, "--decode-cpus", "0.5"]) == 0
+    assert main(["features", str(pt), str(folder), "--out", str(tmp_path / "local"), *common,
+                 "--workers", "0"]) == 0
+    local = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.npy"))
+    remote = sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.npy"))
+    assert local == remote and len(local) == 8
+    for rel in local:
+        a, b = np.load(tmp_path / "local" / rel), np.load(tmp_path / "ray" / rel)
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    index = (tmp_path / "ray" / "index.jsonl").read_text().splitlines()
+    assert len(index) == 9 and sum('"failed"' in line for line in index) == 1  # broken.mp4

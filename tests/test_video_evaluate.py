@@ -108,6 +108,8 @@ def test_evaluate_records_everything_and_reports(dataset, tmp_path):
     assert model.views_scored == 6 * 30
     failed = {k: r for k, r in results.items() if r.status == "failed"}
     assert {r.kind for r in failed.values()} == {"empty file", "missing"}
+    missing = next(r for r in failed.values() if r.kind == "missing")
+    assert missing.key in missing.reason  # the missing video is named
     assert all(r.reason and "\n" not in r.reason for r in failed.values())
     # stored scores are predict()'s sum of softmaxes
     first = entries[0]
@@ -182,6 +184,9 @@ def test_database_of_another_model_is_refused(tmp_path):
     for other in (_config(sha="1" * 64), _config(arch="other"), _config(views="10x1")):
         with pytest.raises(DatabaseMismatchError, match="another --db"):
             ResultsDB(tmp_path / "r.sqlite", other)
+    fast = RunConfig("0" * 64, "model.pt", "stand-in", "10x3", 4, 2, 3, "fast/bf16")
+    with pytest.raises(DatabaseMismatchError, match="another backend.*never mixed"):
+        ResultsDB(tmp_path / "r.sqlite", fast)
     ResultsDB(tmp_path / "r.sqlite", _config()).close()  # the same setting is fine
 
 

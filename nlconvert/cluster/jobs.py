@@ -40,7 +40,14 @@ from ..video.protocol import Views
 from ..video.resultsdb import ResultsDB
 from ..video.stream import VideoSummary
 from .layout import ClusterError, Layout, RayOptions, configure_data_context, connected, plan_layout
-from .stages import BackendSpec, Decoder, ModelActor, decode_views_task, decode_windows_task, unpack
+from .stages import (
+    BackendSpec,
+    Decoder,
+    decode_views_task,
+    decode_windows_task,
+    model_actor_class,
+    unpack,
+)
 
 LOST_KIND = "worker crash"
 
@@ -62,7 +69,7 @@ def _pipeline(ray: Any, items: list[dict[str, str]], decode: Any, decode_kwargs:
         ds = ds.map_batches(decode, fn_kwargs=decode_kwargs, batch_size=1,
                             num_cpus=layout.decode_cpus, max_retries=attempts)
         return ds.map_batches(
-            ModelActor, fn_constructor_kwargs={"spec": spec, **actor_kwargs},
+            model_actor_class(spec, **actor_kwargs),
             batch_size=spec.batch_size or 6, concurrency=layout.actors,
             num_cpus=layout.actor_cpus, num_gpus=layout.actor_gpus or None, max_restarts=-1,
             max_task_retries=attempts)

@@ -171,3 +171,15 @@ class ModelActor:
                 feats = self.backend.features(clips, [self.layer])[self.layer]
                 out += [("feat", m[1], m[2], feats[i], self.tag) for i, m in enumerate(group)]
         return _rows(out)
+
+
+def model_actor_class(spec: BackendSpec, task: str, layer: str = "pool5") -> type:
+    """A :class:`ModelActor` with its settings built in, so Ray creates (and re-creates, after
+    a lost node) the actor without constructor arguments held in the object store."""
+
+    class BoundModelActor(ModelActor):
+        def __init__(self) -> None:
+            super().__init__(spec, task, layer)
+
+    BoundModelActor.__name__ = BoundModelActor.__qualname__ = "ModelActor"
+    return BoundModelActor

@@ -8,22 +8,19 @@ from typing import Any
 
 import click
 
+from ._runner import get_runner
 from .options import (
-    backend_option,
     batch_size_option,
-    check_option,
     debug_option,
-    device_option,
     existing_file,
     force_option,
     frames_option,
     json_option,
-    no_compile_option,
     output_path,
     rate_option,
     ray_options,
     ray_settings,
-    threads_option,
+    runner_options,
     views_option,
     workers_option,
 )
@@ -48,11 +45,7 @@ from .options import (
 @batch_size_option(help="Views per forward pass (default 6).")
 @frames_option()
 @rate_option
-@backend_option
-@device_option
-@threads_option
-@no_compile_option
-@check_option
+@runner_options
 @ray_options
 @force_option
 @debug_option
@@ -71,9 +64,7 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     scored by model actors across a cluster; this process still writes the database alone."""
     from .._atomic import atomic_write_text, check_writable
     from .._hashing import file_sha256
-    from .._progress import status
     from ..errors import EXIT_OK
-    from ..runtime.backends import describe_choice, open_backend, plan_backend
     from ..video import evaluate as ev
     from ..video.protocol import Views
     from ..video.resultsdb import ResultsDB, RunConfig
@@ -84,23 +75,9 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     for out in (report, json_path if json_path != "-" else None):
         if out:
             check_writable(out, force)
-    if on_ray is not None:
-        from ..cluster.stages import BackendSpec
-
-        if on_ray.gpus_per_actor > 0:
-            device = "cuda"
-        runner: Any = plan_backend(model, backend, device=device)
-        spec = BackendSpec(str(model.resolve()), runner.info.name, device, threads, batch_size,
-                           not no_compile)
-        if json_path != "-":
-            print(f"backend: {runner.info.name} ({runner.info.precision}) in Ray actors")
-    else:
-        with status(f"loading {model}") as st:
-            runner = open_backend(model, backend, device=device, threads=threads,
-                                  batch_size=batch_size, compile=not no_compile, log=st.log)
-        runner.require("fully_conv")
-        if json_path != "-":
-            print(describe_choice(backend, runner))
+    runner, spec = get_runner(model, backend, head="fully_conv", device=device, threads=threads,
+                              batch_size=batch_size, compile=not no_compile, on_ray=on_ray,
+                              announce=json_path != "-")
     entries = ev.read_list(list_path, root, runner.class_names)
     config = RunConfig(
         model_sha256=runner.model_sha256 or file_sha256(model), model_path=str(model),

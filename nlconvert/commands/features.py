@@ -8,21 +8,18 @@ from typing import Any
 import click
 
 from ..arch import FEATURE_LAYERS
+from ._runner import get_runner
 from .options import (
-    backend_option,
     batch_size_option,
-    check_option,
     debug_option,
-    device_option,
     existing_file,
     force_option,
     frames_option,
-    no_compile_option,
     plural,
     rate_option,
     ray_options,
     ray_settings,
-    threads_option,
+    runner_options,
     workers_option,
 )
 
@@ -55,11 +52,7 @@ from .options import (
               help="npy: one file per video; h5: one DIR/features.h5 keyed by video path.")
 @batch_size_option(help="Windows per forward pass, across videos (default 6).")
 @workers_option
-@backend_option
-@device_option
-@threads_option
-@no_compile_option
-@check_option
+@runner_options
 @click.option("--retry-failed", is_flag=True, help="Try again the videos an earlier run recorded as failed.")
 @ray_options
 @force_option
@@ -78,9 +71,8 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     an existing DIR are refused unless --force. Broken videos are recorded with their reason.
     With --ray, Ray tasks decode and model actors compute across a cluster; this process still
     writes every file alone."""
-    from .._progress import StepBar, status
+    from .._progress import StepBar
     from ..errors import EXIT_OK
-    from ..runtime.backends import describe_choice, open_backend, plan_backend
     from ..video.features import VideoFeatures, check_window_shape, extract_features, window_spec
     from ..video.featurestore import FeatureSettings, FeatureStore, check_outputs_unique
     from ..video.windows import parse_fps
@@ -90,17 +82,8 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     check_outputs_unique(items + missing)
     exact_fps = parse_fps(fps)
     on_ray = ray_settings(ray.pop("ray_address"), **ray)
-    if on_ray is not None:
-        if on_ray.gpus_per_actor > 0:
-            device = "cuda"
-        runner: Any = plan_backend(model, backend, device=device)
-        print(f"backend: {runner.info.name} ({runner.info.precision}) in Ray actors")
-    else:
-        with status(f"loading {model}") as st:
-            runner = open_backend(model, backend, device=device, threads=threads,
-                                  batch_size=batch_size, compile=not no_compile, log=st.log)
-        runner.require("clip")
-        print(describe_choice(backend, runner))
+    runner, actor_spec = get_runner(model, backend, head="clip", device=device, threads=threads,
+                                    batch_size=batch_size, compile=not no_compile, on_ray=on_ray)
     spec = window_spec(runner, frames=frames, rate=rate, stride=stride)
     check_window_shape(runner, spec, crop)
     settings = FeatureSettings(
@@ -133,11 +116,8 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     try:
         if on_ray is not None:
             from ..cluster.jobs import features_on_ray
-            from ..cluster.stages import BackendSpec
 
-            features_on_ray(BackendSpec(str(model.resolve()), runner.info.name, device, threads,
-                                        batch_size, not no_compile),
-                            runner.arch, todo, store, options=on_ray, layer=layer, frames=spec.frames,
+            features_on_ray(actor_spec, runner.arch, todo, store, options=on_ray, layer=layer, frames=spec.frames,
                             rate=spec.rate, stride=spec.stride, fps=exact_fps, crop=crop,
                             on_video=done, log=print)
         else:

@@ -147,6 +147,14 @@ layouts_choice = click.Choice(GRAPH_LAYOUTS)
 layer_choice = click.Choice(FEATURE_LAYERS)
 
 
+def runner_options(func: F) -> F:
+    """The options of a command that runs a network on videos: --backend, --device,
+    --threads, --no-compile, --check."""
+    for option in (check_option, no_compile_option, threads_option, device_option, backend_option):
+        func = option(func)
+    return func
+
+
 _RAY_OPTIONS = [
     click.option("--ray", "ray_address", metavar="auto|local|ADDRESS",
                  help="Run on a Ray cluster: auto (RAY_ADDRESS or the cluster on this machine), "

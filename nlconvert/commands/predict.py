@@ -9,21 +9,18 @@ from typing import Any
 
 import click
 
+from ._runner import get_runner
 from .options import (
-    backend_option,
     batch_size_option,
-    check_option,
     debug_option,
-    device_option,
     existing_file,
     force_option,
     frames_option,
     json_option,
-    no_compile_option,
     output_path,
     plural,
     rate_option,
-    threads_option,
+    runner_options,
     views_option,
 )
 
@@ -35,11 +32,7 @@ from .options import (
 @batch_size_option(help="Views per forward pass (default 6).")
 @frames_option()
 @rate_option
-@backend_option
-@device_option
-@threads_option
-@no_compile_option
-@check_option
+@runner_options
 @click.option("--topk", type=click.IntRange(min=1), default=5, show_default=True,
               help="Classes to show.")
 @json_option
@@ -56,9 +49,7 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
     MODEL: a converted .pt, an .onnx exported with --head fully_conv, or a Caffe2 .pkl.
     INPUTS: video files or folders (searched recursively)."""
     from .._atomic import atomic_output, atomic_write_text, check_writable
-    from .._progress import status
     from ..errors import EXIT_BAD_INPUT, EXIT_OK, VideoError
-    from ..runtime.backends import describe_choice, open_backend
     from ..video.datalist import expand_inputs
     from ..video.decode import check_file
     from ..video.predict import predict_video
@@ -71,12 +62,8 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
     paths = [p for p, _ in expand_inputs(list(inputs))]
     if len(paths) == 1:  # a single bad file fails before the model is loaded
         check_file(paths[0])
-    with status(f"loading {model}") as st:
-        runner = open_backend(model, backend, device=device, threads=threads,
-                              batch_size=batch_size, compile=not no_compile, log=st.log)
-    runner.require("fully_conv")
-    if json_path != "-":
-        print(describe_choice(backend, runner))
+    runner, _ = get_runner(model, backend, head="fully_conv", device=device, threads=threads,
+                           batch_size=batch_size, compile=not no_compile, announce=json_path != "-")
     results: list[dict[str, Any]] = []
     clips: dict[str, Any] = {}
     failures = 0

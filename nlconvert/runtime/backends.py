@@ -51,8 +51,10 @@ BACKEND_NAMES = ("auto", "torch", "onnx", "fast")
 EXACT_RTOL = 1e-4
 #: Stated errors of the reduced-precision paths (see :meth:`Backend.check` and the README's
 #: measurements): ``max|out - ref| / max|ref|`` over logits, pooled features and probabilities.
-#: An int8 file (``bench --int8``) is approximate without a bound.
-REDUCED_RTOL = {"bf16": 0.15, "fp16": 5e-2, "int8": 1.0}
+#: bf16 measured up to 0.15 on single-view probabilities of a seeded I3D-NL (near-tied classes
+#: swing most) and 0.07 on logits; fp16 (float16 ONNX files, verified at export) 5e-2. An int8
+#: file (``bench --int8``) is approximate without a bound.
+REDUCED_RTOL = {"bf16": 0.3, "fp16": 5e-2, "int8": 1.0}
 DEFAULT_BATCH_SIZE = 6  # 30 protocol views = 5 batches
 
 
