@@ -115,7 +115,7 @@ def _local_eval(root: Path, pt: Path, db: Path) -> dict:
 
 
 def _ray_eval(root: Path, pt: Path, db: Path, address: str, **kw) -> dict:
-    options = kw.pop("options", RayOptions(address=address, decode_cpus=0.5, stall_timeout_s=180))
+    options = kw.pop("options", RayOptions(address=address, stall_timeout_s=180))  # defaults
     entries = ev.read_list(root / "list.txt", root, None)
     results = ResultsDB(db, _config(pt))
     try:
@@ -197,8 +197,10 @@ def test_layouts_that_cannot_progress_are_refused(cluster):
         plan_layout(RayOptions(actors=2, cpus_per_actor=1.0), nodes)
     with pytest.raises(ClusterError, match="GPUs"):
         plan_layout(RayOptions(gpus_per_actor=1), nodes)
-    layout = plan_layout(RayOptions(decode_cpus=0.5), nodes)
-    assert layout.actor_cpus == 0.5 and layout.cluster_cpus == 2
+    layout = plan_layout(RayOptions(), nodes)
+    # one-CPU nodes: an actor (0.5) and a decoding task must fit on one node, so that losing
+    # the other node never leaves decoding without a CPU
+    assert (layout.actor_cpus, layout.decode_cpus, layout.cluster_cpus) == (0.5, 0.5, 2)
 
 
 def test_gpu_actors_on_fake_gpu_resources(data, cluster, tmp_path):
@@ -225,7 +227,7 @@ def test_a_killed_driver_resumes_without_doubling(data, cluster, tmp_path):
     db = tmp_path / "r.sqlite"
     args = ["evaluate", str(pt), "--list", str(root / "list.txt"), "--root", str(root),
             "--db", str(db), "--views", "1x1", "--backend", "torch", "--batch-size", "1",
-            "--ray", c.address, "--decode-cpus", "0.5"]
+            "--ray", c.address]
     script = tmp_path / "driver.py"
     script.write_text(_DRIVER.format(tests=str(TESTS)))
     proc = subprocess.Popen([sys.executable, str(script), *args])

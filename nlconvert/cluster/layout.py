@@ -31,7 +31,9 @@ class RayOptions:
     (start one in this process) or a cluster address. `actors`: model actors (default: one
     per GPU share, else one). `gpus_per_actor`: GPUs each actor takes (0: CPU actors).
     `cpus_per_actor`: CPUs each actor asks for (default 1 with GPUs, 0.5 without: a CPU
-    actor's threads share cores with decoding). `decode_cpus`: CPUs per decoding task.
+    actor's threads share cores with decoding). `decode_cpus`: CPUs per decoding task
+    (default 1, less on nodes too small to hold an actor and a decoding task side by side, so
+    that the job still progresses when it is down to one node).
     `max_attempts`: attempts of a task whose worker dies (a crash, a lost node) before its
     videos are recorded as failed. `max_failed_tasks`: how many tasks may end that way before
     the whole job stops (a systematic failure is an error, not a list of failed videos).
@@ -42,7 +44,7 @@ class RayOptions:
     actors: int | None = None
     gpus_per_actor: float = 0.0
     cpus_per_actor: float | None = None
-    decode_cpus: float = 1.0
+    decode_cpus: float | None = None
     max_attempts: int = 3
     max_failed_tasks: int = 20
     stall_timeout_s: float = 600.0
@@ -123,8 +125,12 @@ def plan_layout(options: RayOptions, nodes: list[dict[str, Any]]) -> Layout:
     else:
         default_actors = 1
     actors = options.actors or default_actors
-    layout = Layout(actors, options.actor_cpus, options.gpus_per_actor, options.decode_cpus,
-                    cpus, gpus)
+    decode_cpus = options.decode_cpus
+    if decode_cpus is None:
+        smallest = min((float(r.get("CPU", 0)) for r in alive if float(r.get("CPU", 0)) > 0),
+                       default=1.0)
+        decode_cpus = max(0.25, min(1.0, smallest - options.actor_cpus))
+    layout = Layout(actors, options.actor_cpus, options.gpus_per_actor, decode_cpus, cpus, gpus)
     if actors < 1 or layout.actor_cpus < 0 or layout.decode_cpus <= 0:
         raise ClusterError("--actors must be at least 1, --decode-cpus more than 0")
     fits = [r for r in alive if float(r.get("CPU", 0)) >= layout.actor_cpus

@@ -75,6 +75,7 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     from ..errors import EXIT_OK
     from ..video.features import VideoFeatures, check_window_shape, extract_features, window_spec
     from ..video.featurestore import FeatureSettings, FeatureStore, check_outputs_unique
+    from ..video.stream import VideoSummary
     from ..video.windows import parse_fps
     from ..video.workers import default_workers
 
@@ -92,14 +93,12 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         fps=None if exact_fps is None else str(fps), crop=crop, dtype=dtype, format=fmt,
         backend=f"{runner.info.name}/{runner.info.precision}")
     store = FeatureStore(out_dir, settings, force=force)
-    from ..video.stream import VideoSummary
-
-    for key, path in missing:
-        if not store.done(key, retry_failed=retry_failed):
-            store.write(key, path, None, VideoSummary(key, path, error=f"{path}: no such file",
-                                                      kind="missing"))
+    missing_now = [(k, p) for k, p in missing if not store.done(k, retry_failed=retry_failed)]
+    for key, path in missing_now:
+        store.write(key, path, None, VideoSummary(key, path, error=f"{path}: no such file",
+                                                  kind="missing"))
     todo = [(k, p) for k, p in items if not store.done(k, retry_failed=retry_failed)]
-    done_before = len(items) - len(todo)
+    done_before = len(items) + len(missing) - len(todo) - len(missing_now)
     bar = StepBar(len(todo), "features", unit="video")
     counts = {"ok": 0, "failed": 0, "windows": 0}
 
@@ -117,9 +116,9 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         if on_ray is not None:
             from ..cluster.jobs import features_on_ray
 
-            features_on_ray(actor_spec, runner.arch, todo, store, options=on_ray, layer=layer, frames=spec.frames,
-                            rate=spec.rate, stride=spec.stride, fps=exact_fps, crop=crop,
-                            on_video=done, log=print)
+            features_on_ray(actor_spec, runner.arch, todo, store, options=on_ray, layer=layer,
+                            frames=spec.frames, rate=spec.rate, stride=spec.stride, fps=exact_fps,
+                            crop=crop, on_video=done, log=print)
         else:
             for result in extract_features(
                     runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
@@ -132,7 +131,7 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         store.finish()
     ok, failed, windows = counts["ok"], counts["failed"], counts["windows"]
     print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
-          f"({plural(windows, 'window')}), {failed + len(missing)} failed, {done_before} already "
+          f"({plural(windows, 'window')}), {failed + len(missing_now)} failed, {done_before} already "
           f"in {out_dir}; layer {layer}, {spec.frames}x{spec.rate} windows every {spec.stride} "
           f"frames; index {store.folder / 'index.jsonl'}")
     return EXIT_OK

@@ -167,8 +167,9 @@ _RAY_OPTIONS = [
                  help="--ray: GPUs per model actor (0: CPU actors)."),
     click.option("--cpus-per-actor", type=click.FloatRange(min=0), metavar="C",
                  help="--ray: CPUs each model actor asks for (default 1 with GPUs, else 0.5)."),
-    click.option("--decode-cpus", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-                 metavar="C", help="--ray: CPUs per decoding task (one video each)."),
+    click.option("--decode-cpus", type=click.FloatRange(min=0.01), metavar="C",
+                 help="--ray: CPUs per decoding task, one video each (default 1, or what a node "
+                      "holding an actor has left, if less)."),
     click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
                  metavar="N", help="--ray: attempts of a task whose worker dies before its "
                                    "videos are recorded as failed."),
@@ -186,7 +187,7 @@ def ray_options(func: F) -> F:
 
 
 def ray_settings(ray_address: str | None, *, actors: int | None, gpus_per_actor: float,
-                 cpus_per_actor: float | None, decode_cpus: float, max_attempts: int,
+                 cpus_per_actor: float | None, decode_cpus: float | None, max_attempts: int,
                  stall_timeout: float) -> Any:
     """The :class:`~nlconvert.cluster.layout.RayOptions` of the ``--ray`` options (None: local)."""
     if ray_address is None:
