@@ -117,3 +117,11 @@ def test_predict_goes_on_after_a_bad_file_among_several(clip, cli_model, tmp_pat
 def test_bad_views_option(clip, cli_model, capsys):
     assert cli.main(["predict", str(cli_model), str(clip), "--views", "10x2"]) == 2
     assert "--views" in capsys.readouterr().err
+
+
+def test_json_on_standard_output_is_pure_json(clip, cli_model, capsys):
+    assert cli.main(["predict", str(cli_model), str(clip), "--views", "1x1", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)  # nothing else on stdout
+    assert data[0]["views"] == "1x1" and data[0]["head"] == "fully_conv"
+    assert data[0]["backend"] == "torch" and "backend:" in captured.err

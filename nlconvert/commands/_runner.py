@@ -4,17 +4,18 @@ the backend the Ray actors will open, with the same one-line announcement either
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..arch import Head
 
 
 def get_runner(model: Path, backend: str, *, head: Head, device: str, threads: int | None,
                batch_size: int | None, compile: bool, on_ray: Any = None,
-               announce: bool = True) -> tuple[Any, Any]:
+               out: TextIO | None = None) -> tuple[Any, Any]:
     """The backend (or its plan) and, with `on_ray`, the spec the actors open it from.
 
-    Loading shows a status line on a terminal; `announce` prints which backend was taken.
+    Loading shows a status line on a terminal; which backend was taken is printed to `out`
+    (default standard output).
     """
     from .._progress import status
     from ..runtime.backends import describe_choice, open_backend, plan_backend
@@ -25,14 +26,12 @@ def get_runner(model: Path, backend: str, *, head: Head, device: str, threads: i
         if on_ray.gpus_per_actor > 0:
             device = "cuda"
         plan = plan_backend(model, backend, device=device)
-        if announce:
-            print(f"backend: {plan.info.name} ({plan.info.precision}) in Ray actors")
+        print(f"backend: {plan.info.name} ({plan.info.precision}) in Ray actors", file=out)
         spec = BackendSpec(str(model.resolve()), plan.info.name, device, threads, batch_size, compile)
         return plan, spec
     with status(f"loading {model}") as st:
         runner = open_backend(model, backend, device=device, threads=threads,
                               batch_size=batch_size, compile=compile, log=st.log)
     runner.require(head)
-    if announce:
-        print(describe_choice(backend, runner))
+    print(describe_choice(backend, runner), file=out)
     return runner, None

@@ -16,6 +16,7 @@ from .options import (
     force_option,
     frames_option,
     head_option,
+    human_stream,
     json_option,
     no_compile_option,
     size_option,
@@ -83,18 +84,23 @@ def command(model: Path, backends: list[str], head: str, frames: int | None, siz
 
     if json_path and json_path != "-":
         check_writable(json_path, force)
+    human = human_stream(json_path)
+
+    def say(line: str) -> None:
+        print(line, file=human)
+
     results = []
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="nlconvert-bench-") as work:
-        print(machine_line(threads))
+        say(machine_line(threads))
         paths, arch = bench_paths(model, backends, head=head, device=device,  # type: ignore[arg-type]
                                   threads=threads, batch_size=max(batch_sizes),
                                   compile=not no_compile, layouts=layouts, int8=int8,
                                   calib_shape=(1, 3, frames or 0, size, size), workdir=work,
-                                  log=print)
+                                  log=say)
         for batch in batch_sizes:
             shape = (batch, 3, frames or arch.frames, size, size)
             arch.check_clip(shape, head)
-            print(f"batch {batch}: {'x'.join(map(str, shape))}, {len(paths)} paths, "
+            say(f"batch {batch}: {'x'.join(map(str, shape))}, {len(paths)} paths, "
                   f"{warmup} warm-up + {runs} timed runs each (round-robin)")
             results += run_benchmark(paths, shape, runs=runs, warmup=warmup,
                                      error_clips=error_clips)

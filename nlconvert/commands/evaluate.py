@@ -15,6 +15,7 @@ from .options import (
     existing_file,
     force_option,
     frames_option,
+    human_stream,
     json_option,
     output_path,
     rate_option,
@@ -71,13 +72,14 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     from ..video.workers import default_workers
 
     v = Views.parse(views)
+    human = human_stream(json_path)
     on_ray = ray_settings(ray.pop("ray_address"), **ray)
     for out in (report, json_path if json_path != "-" else None):
         if out:
             check_writable(out, force)
     runner, spec = get_runner(model, backend, head="fully_conv", device=device, threads=threads,
                               batch_size=batch_size, compile=not no_compile, on_ray=on_ray,
-                              announce=json_path != "-")
+                              out=human)
     entries = ev.read_list(list_path, root, runner.class_names)
     config = RunConfig(
         model_sha256=runner.model_sha256 or file_sha256(model), model_path=str(model),
@@ -93,7 +95,7 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
 
             summary = evaluate_on_ray(spec, runner.arch, entries, results, v, options=on_ray,
                                       frames=config.frames, rate=config.rate, limit=limit,
-                                      log=print if json_path != "-" else None)
+                                      log=lambda line: print(line, file=human))
         else:
             summary = ev.evaluate(runner, entries, results, v, workers=default_workers(workers),
                                   limit=limit, frames=config.frames, rate=config.rate, check=check)
@@ -110,10 +112,10 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     o, d = data["official"], data["decoded"]
     print(f"listed {data['listed']}: scored {data['scored']}, failed {data['failed']}, "
           f"pending {data['pending']} (this run: {summary.scored} scored, {summary.failed} "
-          f"failed, {summary.already_done} already in {db}, {summary.seconds:.1f}s)")
+          f"failed, {summary.already_done} already in {db}, {summary.seconds:.1f}s)", file=human)
     print(f"top-1 {_f(o['top1'])} / top-5 {_f(o['top5'])} over all {o['denominator']} listed "
           f"(failures count as wrong); top-1 {_f(d['top1'])} / top-5 {_f(d['top5'])} over "
-          f"{d['denominator']} decoded")
+          f"{d['denominator']} decoded", file=human)
     for key, reason in summary.failures[:20]:
         print(f"failed: {reason or key}", file=sys.stderr)
     return EXIT_OK

@@ -6,9 +6,10 @@ every sub-command's ``--help`` load neither torch nor onnxruntime.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -230,6 +231,11 @@ def comma_list(choices: Sequence[str]) -> Callable[[click.Context, click.Paramet
 def existing_file(metavar: str = "FILE") -> click.Path:
     """A ``click.Path`` for an input file that must exist."""
     return click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+
+
+def human_stream(json_path: str | None) -> TextIO:
+    """Where the human-readable lines go: standard output, unless ``--json -`` has it."""
+    return sys.stderr if json_path == "-" else sys.stdout
 
 
 def plural(n: int, word: str) -> str:

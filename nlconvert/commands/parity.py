@@ -14,6 +14,7 @@ from .options import (
     force_option,
     frames_option,
     head_option,
+    human_stream,
     json_option,
     output_path,
     size_option,
@@ -82,14 +83,14 @@ def command(checkpoint: Path, predict_net: Path | None, arch: str | None, onnx_p
                             size=size, batch=batch_size, seed=seed, input_path=input_path,
                             head=head, tolerance=tol,  # type: ignore[arg-type]
                             keep_outputs=bool(save_outputs))
+    human = human_stream(json_path)
     if json_path == "-":
         print(to_json(result))
-    else:
-        print("\n".join(summary_lines(result)))
+    print("\n".join(summary_lines(result)), file=human)
     if report:
         text = to_html(result) if report.suffix in (".html", ".htm") else to_markdown(result)
         atomic_write_text(report, text, force)
-        print(f"wrote {report}")
+        print(f"wrote {report}", file=human)
     if json_path and json_path != "-":
         atomic_write_text(json_path, to_json(result), force)
         print(f"wrote {json_path}")
@@ -100,5 +101,5 @@ def command(checkpoint: Path, predict_net: Path | None, arch: str | None, onnx_p
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         with atomic_output(save_outputs, force) as tmp:
             tmp.write_bytes(buf.getvalue())
-        print(f"wrote {save_outputs}")
+        print(f"wrote {save_outputs}", file=human)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED

@@ -16,6 +16,7 @@ from .options import (
     existing_file,
     force_option,
     frames_option,
+    human_stream,
     json_option,
     output_path,
     plural,
@@ -56,6 +57,7 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
     from ..video.protocol import Views, normalize
 
     v = Views.parse(views)
+    human = human_stream(json_path)
     for out in (json_path if json_path != "-" else None, save_clips):
         if out:
             check_writable(out, force)
@@ -63,7 +65,7 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
     if len(paths) == 1:  # a single bad file fails before the model is loaded
         check_file(paths[0])
     runner, _ = get_runner(model, backend, head="fully_conv", device=device, threads=threads,
-                           batch_size=batch_size, compile=not no_compile, announce=json_path != "-")
+                           batch_size=batch_size, compile=not no_compile, out=human)
     results: list[dict[str, Any]] = []
     clips: dict[str, Any] = {}
     failures = 0
@@ -79,9 +81,10 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
             print(f"nlconvert: error: {' '.join(str(exc).split())}", file=sys.stderr)
             results.append({"path": str(path), "error": " ".join(str(exc).split())})
             continue
-        print(f"{path}  ({plural(pred.plan.num_frames, 'frame')}, {plural(pred.num_views, 'view')})")
+        print(f"{path}  ({plural(pred.plan.num_frames, 'frame')}, {plural(pred.num_views, 'view')})",
+              file=human)
         for rank, (index, name, prob) in enumerate(pred.topk, 1):
-            print(f"  {rank}. {name:<40s} {prob:.4f}  [{index}]")
+            print(f"  {rank}. {name:<40s} {prob:.4f}  [{index}]", file=human)
         entry = pred.to_dict()
         entry["backend"] = runner.info.name
         entry["precision"] = runner.info.precision
