@@ -345,3 +345,50 @@ def test_sigkill_then_resume_recomputes_nothing_done(tmp_path, monkeypatch):
     for key in index:
         stem = Path(key).with_suffix(".npy")
         np.testing.assert_array_equal(np.load(out / stem), np.load(clean / stem))
+
+
+def test_linked_videos_keep_their_place_under_the_root(tmp_path):
+    from nlconvert.video.featurestore import output_key
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "abc.mp4").write_bytes(b"x")
+    (tmp_path / "root" / "cls").mkdir(parents=True)
+    link = tmp_path / "root" / "cls" / "x.mp4"
+    link.symlink_to(store / "abc.mp4")
+    assert output_key(link, tmp_path / "root") == "cls/x.mp4"
+
+
+def test_same_fps_spelled_differently_is_the_same_setting(library, tmp_path, stand_in):
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"stand-in")
+    args = ["features", str(model), str(library / "a"), "--out", str(tmp_path / "f"),
+            "--workers", "0"]
+    assert main([*args, "--fps", "12"]) == 0
+    assert main([*args, "--fps", "12.0"]) == 0  # not "other settings"
+    assert json.loads((tmp_path / "f" / "features.json").read_text())["fps"] == "12"
+
+
+def test_force_removes_only_what_the_folder_wrote(library, tmp_path, stand_in, capsys):
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"stand-in")
+    out = tmp_path / "f"
+    outside = tmp_path / "precious.npy"
+    np.save(outside, np.zeros(3))
+    args = ["features", str(model), str(library / "a"), "--out", str(out), "--workers", "0"]
+    assert main(args) == 0
+    with open(out / "index.jsonl", "a") as f:  # a forged line pointing outside the folder
+        f.write(json.dumps({"key": "z", "status": "ok", "feature_file": str(outside)}) + "\n")
+    (out / "features.json").write_text("{not json")  # and a broken settings file
+    assert main(args) == 2
+    assert "features.json" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    assert outside.exists() and (out / "one.npy").exists()
+
+
+def test_local_only_options_are_refused_with_ray(tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    assert main(["features", str(model), str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--ray", "local", "--check"]) == 2
+    assert "--check runs on this machine" in capsys.readouterr().err

@@ -172,7 +172,7 @@ def test_a_poisoned_video_is_recorded_not_looped(data, cluster, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text((root / "list.txt").read_text() + f"{poison} 0\n")
     sys.path.insert(0, str(TESTS))
-    import ray_helpers
+    import crashing
 
     entries = ev.read_list(listing, root, None)
     results = ResultsDB(tmp_path / "p.sqlite", _config(pt))
@@ -181,7 +181,7 @@ def test_a_poisoned_video_is_recorded_not_looped(data, cluster, tmp_path):
         summary = evaluate_on_ray(
             BackendSpec(str(pt), "torch", batch_size=2), get_arch("c2d_baseline_8x8"), entries,
             results, "1x1", options=RayOptions(address=c.address, decode_cpus=0.5, max_attempts=2),
-            frames=8, rate=8, decoder=ray_helpers.crashing_decoder)
+            frames=8, rate=8, decoder=crashing.crashing_decoder)
     finally:
         results.close()
     rows = _rows(tmp_path / "p.sqlite")

@@ -227,3 +227,26 @@ def test_evaluate_command(dataset, tmp_path, monkeypatch, capsys):
     args[1] = str(other)
     assert cli.main(args) == 2
     assert "another --db" in capsys.readouterr().err
+
+
+def test_a_decoder_crash_costs_only_its_video(dataset, tmp_path):
+    """A worker process that dies (a segfault in a codec) is reported on its own video; a
+    new worker takes the rest; nothing hangs, nothing else is lost."""
+    from functools import partial
+
+    import crashing
+
+    from nlconvert.video.workers import WorkerCrash, run_tasks
+
+    root, vallist = dataset
+    entries = [e for e in read_list(vallist, root, CLASSES) if e.path][:4]
+    poison = tmp_path / "poison.mp4"
+    poison.write_bytes((root / "abseiling/aaaaaaaaaaa.mp4").read_bytes())
+    items = [(e.key, e.path) for e in entries[:2]] + [("p", str(poison))]
+    items += [(e.key, e.path) for e in entries[2:]]
+    produce = partial(crashing.crashing_decoder, frames=4, rate=2, views="1x1")
+    messages = list(run_tasks(items, produce, workers=1))
+    crashes = [m for m in messages if isinstance(m, WorkerCrash)]
+    assert [c.key for c in crashes] == ["p"] and "crashed" in crashes[0].reason
+    decoded = sorted(m.key for m in messages if not isinstance(m, WorkerCrash))
+    assert decoded == sorted(e.key for e in entries)

@@ -143,6 +143,11 @@ def plan_layout(options: RayOptions, nodes: list[dict[str, Any]]) -> Layout:
         raise ClusterError(f"no node has {layout.decode_cpus:g} CPU for a decoding task "
                            f"(--decode-cpus; {layout.describe()})")
     left = cpus - actors * layout.actor_cpus
+    if left >= layout.decode_cpus and not _decoding_fits_beside_actors(alive, layout):
+        raise ClusterError(
+            f"placed on the nodes, {actors} model actor(s) of {layout.actor_cpus:g} CPU leave no "
+            f"node with {layout.decode_cpus:g} CPU for decoding ({layout.describe()}): the job "
+            "could never finish; use fewer --actors, a smaller --cpus-per-actor or --decode-cpus")
     if left < layout.decode_cpus:
         raise ClusterError(
             f"{actors} model actor(s) of {layout.actor_cpus:g} CPU take {actors * layout.actor_cpus:g} "
@@ -153,6 +158,22 @@ def plan_layout(options: RayOptions, nodes: list[dict[str, Any]]) -> Layout:
         raise ClusterError(f"{actors} actors of {layout.actor_gpus:g} GPU need "
                            f"{actors * layout.actor_gpus:g} GPUs; the cluster has {gpus:g}")
     return layout
+
+
+def _decoding_fits_beside_actors(nodes: list[dict[str, Any]], layout: Layout) -> bool:
+    """Place the actors first-fit on the nodes with the most CPUs free; then some node must
+    still have room for one decoding task."""
+    free = sorted(([float(r.get("CPU", 0)), float(r.get("GPU", 0))] for r in nodes),
+                  key=lambda f: -f[0])
+    for _ in range(layout.actors):
+        slot = next((f for f in free if f[0] >= layout.actor_cpus and f[1] >= layout.actor_gpus),
+                    None)
+        if slot is None:
+            return False
+        slot[0] -= layout.actor_cpus
+        slot[1] -= layout.actor_gpus
+        free.sort(key=lambda f: -f[0])
+    return any(f[0] >= layout.decode_cpus for f in free)
 
 
 def configure_data_context(options: RayOptions, *, progress: bool) -> Any:

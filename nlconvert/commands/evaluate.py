@@ -11,6 +11,7 @@ import click
 from ._runner import get_runner
 from .options import (
     batch_size_option,
+    check_local_only,
     debug_option,
     existing_file,
     force_option,
@@ -74,6 +75,7 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     v = Views.parse(views)
     human = human_stream(json_path)
     on_ray = ray_settings(ray.pop("ray_address"), **ray)
+    check_local_only(on_ray, check=check, workers=workers)
     for out in (report, json_path if json_path != "-" else None):
         if out:
             check_writable(out, force)

@@ -11,6 +11,7 @@ from ..arch import FEATURE_LAYERS
 from ._runner import get_runner
 from .options import (
     batch_size_option,
+    check_local_only,
     debug_option,
     existing_file,
     force_option,
@@ -79,10 +80,11 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     from ..video.windows import parse_fps
     from ..video.workers import default_workers
 
+    on_ray = ray_settings(ray.pop("ray_address"), **ray)
+    check_local_only(on_ray, check=check, workers=workers)
+    exact_fps = parse_fps(fps)
     items, missing = _inputs(inputs, list_path, root)
     check_outputs_unique(items + missing)
-    exact_fps = parse_fps(fps)
-    on_ray = ray_settings(ray.pop("ray_address"), **ray)
     runner, actor_spec = get_runner(model, backend, head="clip", device=device, threads=threads,
                                     batch_size=batch_size, compile=not no_compile, on_ray=on_ray)
     spec = window_spec(runner, frames=frames, rate=rate, stride=stride)
@@ -90,7 +92,7 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     settings = FeatureSettings(
         model_sha256=runner.model_sha256, arch=runner.arch.name, layer=layer,
         frames=spec.frames, rate=spec.rate, stride=spec.stride,
-        fps=None if exact_fps is None else str(fps), crop=crop, dtype=dtype, format=fmt,
+        fps=None if exact_fps is None else str(exact_fps), crop=crop, dtype=dtype, format=fmt,
         backend=f"{runner.info.name}/{runner.info.precision}")
     store = FeatureStore(out_dir, settings, force=force)
     missing_now = [(k, p) for k, p in missing if not store.done(k, retry_failed=retry_failed)]

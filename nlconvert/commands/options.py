@@ -200,6 +200,18 @@ def ray_settings(ray_address: str | None, *, actors: int | None, gpus_per_actor:
                       max_attempts=max_attempts, stall_timeout_s=stall_timeout)
 
 
+def check_local_only(on_ray: Any, *, check: bool, workers: int | None) -> None:
+    """--check and --workers belong to local runs; with --ray they would be silently ignored."""
+    if on_ray is None:
+        return
+    if check:
+        raise click.UsageError("--check runs on this machine: try it on a local run "
+                               "(e.g. with --limit 1) before the --ray run")
+    if workers is not None:
+        raise click.UsageError("--workers is for local runs: with --ray, decoding runs in Ray "
+                               "tasks (see --decode-cpus)")
+
+
 def output_path(suffixes: Sequence[str]) -> Callable[[click.Context, click.Parameter, str | None], Path | None]:
     """A callback checking an output path's suffix (e.g. ``-o out.ckpt`` is refused)."""
 

@@ -313,6 +313,7 @@ class OnnxBackend(Backend):
         from .onnx_session import PREFERRED_PROVIDERS, available_providers
 
         self.threads = threads
+        self.device_id = int(device.split(":")[1]) if device.startswith("cuda:") else 0
         self._files = sessions  # head -> how to get the file (a path, or an export to the cache)
         self._sessions: dict[str, OnnxModel] = {}
         self._torch_model = torch_model
@@ -343,7 +344,7 @@ class OnnxBackend(Backend):
             from .onnx_session import OnnxModel
 
             self._sessions[head] = OnnxModel(self._files[head](), providers=self.providers,
-                                             threads=self.threads)
+                                             threads=self.threads, device_id=self.device_id)
         return self._sessions[head]
 
     def _forward(self, clips: np.ndarray, head: Head) -> dict[str, np.ndarray]:
@@ -497,15 +498,17 @@ def _onnx_file_backend(path: Path, *, device: str, threads: int | None,
     from .onnx_session import OnnxModel
 
     probe = OnnxModel(path, providers=["CPUExecutionProvider"], threads=1)
-    if probe.static_shape is not None and probe.static_shape[0] is not None:
-        batch_size = int(probe.static_shape[0])  # a static file takes exactly its batch
+    fixed_batch = probe.static_shape[0] if probe.static_shape is not None else None
+    if fixed_batch is not None:
+        batch_size = fixed_batch  # a static file takes exactly its batch
     backend = OnnxBackend(arch=probe.arch, class_names=probe.class_names, model_path=path,
                           model_sha256=file_sha256(path), sessions={probe.head: lambda: path},
                           device=device, threads=threads, batch_size=batch_size,
                           precision=probe.precision)
+    backend.pad_batches = fixed_batch is not None  # a last, smaller batch is padded to it
     if not device.startswith("cuda"):
         backend._sessions[probe.head] = OnnxModel(path, providers=backend.providers,
-                                                  threads=threads)
+                                                  threads=threads, device_id=backend.device_id)
     return backend
 
 

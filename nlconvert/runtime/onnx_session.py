@@ -48,13 +48,14 @@ def available_providers() -> list[str]:
 
 
 def open_session(path: str | Path, providers: Sequence[str] | None = None,
-                 threads: int | None = None, spin: bool = True) -> tuple[Any, str]:
+                 threads: int | None = None, spin: bool = True, device_id: int = 0
+                 ) -> tuple[Any, str]:
     """An ``InferenceSession`` for `path` and the name of the provider it got.
 
     `providers`: names to try in order (default CUDA then CPU, only those available).
     `threads`: intra-op threads (default: onnxruntime's choice, the physical cores).
     `spin`: let idle worker threads spin (lower latency; ``False`` when other work, e.g. a
-    benchmark of PyTorch, shares the cores between runs).
+    benchmark of PyTorch, shares the cores between runs). `device_id`: the CUDA device.
     """
     ort = _ort()
     have = set(ort.get_available_providers())
@@ -75,7 +76,9 @@ def open_session(path: str | Path, providers: Sequence[str] | None = None,
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+        with_options = [(p, {"device_id": device_id}) if p == "CUDAExecutionProvider" else p
+                        for p in chosen]
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=with_options)
     except Exception as exc:  # onnxruntime raises its own exception classes
         if not Path(path).exists():
             raise CheckpointFormatError(f"{path}: no such file") from exc
@@ -93,9 +96,10 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | Path, providers: Sequence[str] | None = None,
-                 threads: int | None = None, spin: bool = True) -> None:
+                 threads: int | None = None, spin: bool = True, device_id: int = 0) -> None:
         self.path = Path(path)
-        self.session, self.provider = open_session(path, providers, threads, spin)
+        self.device_id = device_id
+        self.session, self.provider = open_session(path, providers, threads, spin, device_id)
         meta = OnnxMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
         if meta is None:
             raise CheckpointFormatError(
@@ -144,10 +148,10 @@ class OnnxModel:
         # read, instead of onnxruntime staging both through its own buffers.
         ort = _ort()
         binding = self.session.io_binding()
-        value = ort.OrtValue.ortvalue_from_numpy(clip, "cuda", 0)
+        value = ort.OrtValue.ortvalue_from_numpy(clip, "cuda", self.device_id)
         binding.bind_ortvalue_input(self.input_name, value)
         for name in names:
-            binding.bind_output(name, "cuda", 0)
+            binding.bind_output(name, "cuda", self.device_id)
         self.session.run_with_iobinding(binding)
         return list(binding.copy_outputs_to_cpu())
 

@@ -32,6 +32,9 @@ from .stream import CROPS, VideoSummary, Window, stream_windows
 from .windows import DEFAULT_STRIDE, WindowSpec, parse_fps
 from .workers import WorkerCrash, run_tasks
 
+#: Part-filled batches of windows of different sizes held at most (in batch sizes).
+MAX_WAITING_BATCHES = 4
+
 
 class VideoFeatures(NamedTuple):
     """One video's result: its key, ``windows x channels`` float32 (None if it failed) and
@@ -57,6 +60,7 @@ class FeatureAssembler:
     def __init__(self) -> None:
         self._pending: dict[str, _Pending] = {}
         self._finished: set[str] = set()
+        self._failed: set[str] = set()
 
     def add_rows(self, key: str, indices: Iterable[int], rows: np.ndarray) -> list[VideoFeatures]:
         """Features of some windows of `key` (window index -> row of `rows`)."""
@@ -76,8 +80,7 @@ class FeatureAssembler:
 
     def failed(self, key: str) -> bool:
         """Whether `key` is known to have failed (its windows are then not worth computing)."""
-        p = self._pending.get(key)
-        return p is not None and p.summary is not None and not p.summary.ok
+        return key in self._failed
 
     def unfinished(self) -> list[str]:
         """Keys seen but not handed out yet."""
@@ -92,6 +95,7 @@ class FeatureAssembler:
         del self._pending[key]
         self._finished.add(key)
         if not p.summary.ok:
+            self._failed.add(key)
             return [VideoFeatures(key, None, p.summary)]
         feats = np.stack([p.rows[k] for k in range(p.summary.windows)]).astype(np.float32)
         return [VideoFeatures(key, feats, p.summary)]
@@ -174,6 +178,11 @@ def extract_features(
             if len(queue) >= backend.batch_size:
                 del batches[message.pixels.shape]
                 yield from run(queue)
+            elif sum(map(len, batches.values())) > MAX_WAITING_BATCHES * backend.batch_size:
+                # Windows of many sizes (--crop none): run the fullest part-batch rather than
+                # hold windows (and their videos' results) without bound.
+                shape = max(batches, key=lambda s: len(batches[s]))
+                yield from run(batches.pop(shape))
         elif isinstance(message, VideoSummary):
             yield from assembler.add_summary(message)
         elif isinstance(message, WorkerCrash):

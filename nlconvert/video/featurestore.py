@@ -73,10 +73,14 @@ class FeatureSettings:
 
 
 def output_key(path: Path, root: Path | None) -> str:
-    """The key of a video in the folder: its path relative to `root` (POSIX), or its name."""
+    """The key of a video in the folder: its path relative to `root` (POSIX), or its name.
+
+    Paths are made absolute without following links: a linked video keeps the name and
+    folder it has under `root`.
+    """
     if root is not None:
         try:
-            return path.resolve().relative_to(root.resolve()).as_posix()
+            return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
         except ValueError:
             pass
     return path.name
@@ -92,10 +96,21 @@ class FeatureStore:
             raise FeatureDirError(f"--dtype must be one of {', '.join(DTYPES)}")
         self.folder = Path(folder)
         self.settings = settings
+        if settings.format == "h5":
+            try:
+                import h5py  # noqa: F401 - needed at the end of the run: fail before it
+            except ImportError:
+                raise FeatureDirError("--format h5 needs h5py: pip install 'nlconvert[h5]'") from None
         if self.folder.exists() and not self.folder.is_dir():
             raise FeatureDirError(f"{self.folder}: exists and is not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
-        old = self._read_settings()
+        try:
+            old = self._read_settings()
+        except FeatureDirError:
+            if not force:
+                raise
+            old = None
+            self.clear()
         if old is not None and old != settings:
             if not force:
                 raise FeatureDirError(
@@ -112,6 +127,20 @@ class FeatureStore:
             atomic_write_text(self.folder / SETTINGS,
                               json.dumps(asdict(settings), indent=2) + "\n", force=True)
         self.rows = self._read_index()
+        self._h5_keys = self._assembled_keys()
+
+    def _assembled_keys(self) -> set[str]:
+        """The videos already gathered into features.h5 by an earlier run."""
+        target = self.folder / H5_FILE
+        if self.settings.format != "h5" or not target.exists():
+            return set()
+        import h5py
+
+        try:
+            with h5py.File(target, "r") as f:
+                return set(_datasets(f))
+        except OSError as exc:
+            raise FeatureDirError(f"{target}: not a readable HDF5 file ({exc})") from None
 
     @property
     def _index_path(self) -> Path:
@@ -140,6 +169,8 @@ class FeatureStore:
                 break  # a line torn by a kill, and anything after it
             if not line.endswith(b"\n"):
                 break
+            if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+                raise FeatureDirError(f"{path}: not a features index (a line without a key)")
             rows[row["key"]] = row
             good += len(line)
         if good != len(data):
@@ -148,16 +179,31 @@ class FeatureStore:
         return rows
 
     def clear(self) -> None:
-        """Remove what an earlier run of any setting wrote here (its files only)."""
-        for row in self._read_index().values():
+        """Remove what an earlier run of any setting wrote here (its files only: those its
+        index names inside this folder, its temporary files, then folders left empty)."""
+        root = self.folder.resolve()
+        try:
+            rows = self._read_index().values()
+        except FeatureDirError:
+            rows = []  # type: ignore[assignment]
+        for row in rows:
             name = row.get("feature_file")
-            if name and row.get("status") == "ok" and not name.startswith(H5_FILE):
+            if not name or row.get("status") != "ok" or name.startswith(H5_FILE):
+                continue
+            target = (self.folder / name).resolve()
+            if target.is_relative_to(root) and target.suffix == ".npy":
                 with contextlib.suppress(FileNotFoundError):
-                    (self.folder / name).unlink()
+                    target.unlink()
         shutil.rmtree(self.folder / PARTS, ignore_errors=True)
         for name in (INDEX, SETTINGS, H5_FILE):
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / name).unlink()
+        for tmp in self.folder.rglob(".*.tmp"):  # left by a kill between write and rename
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        for folder in sorted((d for d in self.folder.rglob("*") if d.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
     def feature_path(self, key: str) -> Path:
         """Where the array of `key` goes (``.parts`` with the h5 format)."""
@@ -172,7 +218,7 @@ class FeatureStore:
         if row["status"] != "ok":
             return not retry_failed
         if self.settings.format == "h5":
-            return self.feature_path(key).exists() or (self.folder / H5_FILE).exists()
+            return self.feature_path(key).exists() or key in self._h5_keys
         return self.feature_path(key).exists()
 
     def write(self, key: str, path: str, features: np.ndarray | None, summary: VideoSummary) -> None:
@@ -186,6 +232,8 @@ class FeatureStore:
             array = np.ascontiguousarray(features, dtype=self.settings.dtype)
             with atomic_output(target, force=True) as tmp, open(tmp, "wb") as f:
                 np.save(f, array)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the index line that says it is
             feature_file = (f"{H5_FILE}#{key}" if self.settings.format == "h5"
                             else target.relative_to(self.folder).as_posix())
         row = {

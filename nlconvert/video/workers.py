@@ -1,16 +1,17 @@
 """Decoding in worker processes, overlapped with inference in the parent.
 
 :func:`run_tasks` runs ``produce(key, path)`` for every item, in worker processes (``spawn``)
-or, with no workers, in this process, and yields the messages each call produces. Messages
-travel through a bounded queue, so decoding runs at most a few messages ahead of the model
-and memory stays flat. A worker process that dies (a decoder crash) costs only the video it
-was on: :class:`WorkerCrash` reports it, a new worker takes its place, and the job goes on.
+or, with no workers, in this process, and yields the messages each call produces. Each worker
+talks to the parent through its own pipe: a message is sent when the parent is ready to read
+it, so decoding runs at most one message ahead of the model per worker and memory stays flat.
+A worker process that dies (a decoder crash) costs only the video it was on:
+:class:`WorkerCrash` reports it, a new worker takes its place, and the job goes on.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import queue
+import multiprocessing.connection as mp_connection
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import VideoError
 from .decode import VideoFileError
 from .views import load_view_pixels
 
@@ -63,29 +65,34 @@ def decode_views(key: str, path: str, *, frames: int, rate: int, views: str) -> 
     return [Decoded(key, pixels, plan.num_frames, None, None, time.perf_counter() - start)]
 
 
-_DONE = "__done__"
+class DecodingWorkersError(VideoError):
+    """Decoding processes keep dying before they take any work."""
 
 
-def _worker(tasks: Any, results: Any, produce: Produce, slot: int) -> None:
-    """Worker process body: run tasks until the None sentinel."""
+def _worker(conn: Any, produce: Produce) -> None:
+    """Worker process body: take a task from the parent, send its messages, say done."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
-        item = tasks.get()
+        item = conn.recv()
         if item is None:
             break
         key, path = item
-        results.put(("start", slot, key, path))
         for message in produce(key, path):
-            results.put(("message", slot, message, None))
-        results.put((_DONE, slot, key, None))
+            conn.send(("message", message))  # blocks until the parent reads: backpressure
+        conn.send(("done", key))
 
 
-def run_tasks(items: Iterable[tuple[str, str]], produce: Produce, *, workers: int = 0,
-              prefetch: int | None = None) -> Iterator[Any]:
+def run_tasks(items: Iterable[tuple[str, str]], produce: Produce, *, workers: int = 0
+              ) -> Iterator[Any]:
     """Yield the messages of ``produce(key, path)`` for every item (see the module doc).
 
     With `workers` > 0, `produce` must be picklable (a module-level function or a
     ``functools.partial`` of one) and messages come in completion order, interleaved across
-    videos. Closing the generator (or an exception in the consumer) stops the workers.
+    videos. Each worker has its own pipe and gets its next video from this process, so a
+    worker that dies (its pipe ends) is known to have died on exactly the video it was given.
+    Closing the generator (or an exception in the consumer) stops the workers.
     """
     items = list(items)
     if workers <= 0:
@@ -93,60 +100,60 @@ def run_tasks(items: Iterable[tuple[str, str]], produce: Produce, *, workers: in
             yield from produce(key, path)
         return
     ctx = mp.get_context("spawn")
-    tasks = ctx.Queue()
-    results = ctx.Queue(maxsize=prefetch or 4 * workers)
-    for item in items:
-        tasks.put(item)
-    count = min(workers, max(len(items), 1))
-    for _ in range(count):
-        tasks.put(None)
+    todo = list(reversed(items))
+    live: dict[Any, tuple[Any, tuple[str, str] | None]] = {}  # parent end -> (process, task)
+    restarts_left = len(items) + workers  # a worker that dies on every start must not loop
 
-    def start(slot: int) -> Any:
-        proc = ctx.Process(target=_worker, args=(tasks, results, produce, slot), daemon=True)
+    def start() -> None:
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker, args=(child, produce), daemon=True)
         proc.start()
-        return proc
+        child.close()
+        live[parent] = (proc, None)
+        give(parent)
 
-    procs = {slot: start(slot) for slot in range(count)}
-    current: dict[int, tuple[str, str]] = {}
-    finished = 0
-    restarts_left = len(items) + count  # a worker that dies on every start must not loop
+    def give(conn: Any) -> None:
+        proc, _ = live[conn]
+        task = todo.pop() if todo else None
+        live[conn] = (proc, task)
+        conn.send(task)
+        if task is None:
+            del live[conn]
+            proc.join(timeout=5)
+            conn.close()
+
     try:
-        while finished < len(items):
-            try:
-                kind, slot, payload, extra = results.get(timeout=1.0)
-            except queue.Empty:
-                kind = "idle"
-            if kind == "idle":
-                for slot, proc in list(procs.items()):
-                    if proc.is_alive() or proc.exitcode == 0:
-                        continue
-                    # A crash: report the video it was on, start a replacement worker (it
-                    # takes the sentinel the dead one never read).
-                    if slot in current:
-                        key, path = current.pop(slot)
-                        finished += 1
-                        yield WorkerCrash(key, path, proc.exitcode)
+        for _ in range(min(workers, len(items))):
+            start()
+        while live:
+            ready: list[Any] = mp_connection.wait(list(live))
+            for conn in ready:
+                proc, task = live[conn]
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, OSError):  # the process died (a crash in a decoder)
+                    del live[conn]
+                    conn.close()
+                    proc.join(timeout=5)
+                    if task is not None:
+                        yield WorkerCrash(task[0], task[1], proc.exitcode)
                     if restarts_left <= 0:
-                        raise RuntimeError(f"decoding workers keep dying (exit code {proc.exitcode})")
+                        raise DecodingWorkersError(
+                            f"decoding processes keep dying (exit code {proc.exitcode})") from None
                     restarts_left -= 1
-                    procs[slot] = start(slot)
-                if not any(p.is_alive() for p in procs.values()) and finished < len(items):
-                    raise RuntimeError("decoding workers exited with work left")
-            elif kind == "start":
-                current[slot] = (payload, extra)
-            elif kind == _DONE:
-                current.pop(slot, None)
-                finished += 1
-            else:
-                yield payload
+                    if todo:
+                        start()
+                    continue
+                if kind == "done":
+                    give(conn)
+                else:
+                    yield payload
     finally:
-        for proc in procs.values():
+        for conn, (proc, _) in list(live.items()):
             if proc.is_alive():
                 proc.terminate()
-        for proc in procs.values():
             proc.join(timeout=5)
-        tasks.cancel_join_thread()
-        results.cancel_join_thread()
+            conn.close()
 
 
 def default_workers(requested: int | None) -> int:

@@ -1,4 +1,4 @@
-"""Helpers the Ray workers of tests/test_ray.py import (the tests put this folder on their path)."""
+"""A decoder that kills its process on some videos (imported by worker processes in the tests)."""
 
 from __future__ import annotations
 
