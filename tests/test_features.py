@@ -392,3 +392,20 @@ def test_local_only_options_are_refused_with_ray(tmp_path, capsys):
     assert main(["features", str(model), str(tmp_path), "--out", str(tmp_path / "o"),
                  "--ray", "local", "--check"]) == 2
     assert "--check runs on this machine" in capsys.readouterr().err
+
+
+def test_an_unreachable_cluster_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.mp4 0\n")
+    db = tmp_path / "r.sqlite"
+    plan = backends.BackendPlan(backends.BackendInfo("torch", "cpu", "fp32", "", 0.0),
+                                get_arch("c2d_baseline_8x8"), None, "0" * 64)
+    monkeypatch.setattr(backends, "plan_backend", lambda *a, **k: plan)  # no model to load
+    assert main(["evaluate", str(model), "--list", str(listing), "--db", str(db),
+                 "--ray", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "127.0.0.1:1" in err[0] and "nothing answers" in err[0]
+    assert not db.exists()

@@ -86,8 +86,10 @@ def _rows(ds: Any, options: RayOptions) -> Any:
     except NLConvertError:
         raise
     except Exception as exc:  # Ray wraps worker errors in its own exception types
+        from ray.data.exceptions import ExecutionTimeoutError
+
         text = " ".join(str(exc).split())
-        if "progress" in text.lower() and "timeout" in type(exc).__name__.lower() + text.lower():
+        if isinstance(exc, ExecutionTimeoutError):
             raise ClusterError(f"the Ray pipeline made no progress for {options.stall_timeout_s:g} s "
                                "(no free CPU for decoding? a node that never comes back?): "
                                f"{text[:200]}") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,20 @@ def _ray() -> Any:
     return ray
 
 
+def _probe(address: str) -> None:
+    """Fail fast on an address nothing listens at (Ray itself would retry for minutes)."""
+    host_port = address.split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        return  # no port to try: let Ray resolve it
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot connect to a Ray cluster at {address}: nothing answers there "
+                           f"({exc.strerror or exc}); start one with `ray start --head`, or use "
+                           "--ray local") from None
+
+
 @contextlib.contextmanager
 def connected(options: RayOptions) -> Iterator[Any]:
     """Connect to (or start) the cluster; disconnect afterwards if this call connected."""
@@ -80,6 +95,8 @@ def connected(options: RayOptions) -> Iterator[Any]:
         kwargs["address"] = os.environ.get("RAY_ADDRESS") or "auto"
     else:
         kwargs["address"] = options.address
+    if "address" in kwargs:
+        _probe(kwargs["address"])
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

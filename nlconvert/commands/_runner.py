@@ -3,6 +3,7 @@ the backend the Ray actors will open, with the same one-line announcement either
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,3 +36,13 @@ def get_runner(model: Path, backend: str, *, head: Head, device: str, threads: i
     runner.require(head)
     print(describe_choice(backend, runner), file=out)
     return runner, None
+
+
+def cluster_session(on_ray: Any) -> contextlib.AbstractContextManager[Any]:
+    """Connected to the Ray cluster for the whole command (``--ray``), before any output is
+    created, so a cluster that cannot be reached leaves nothing behind; else nothing."""
+    if on_ray is None:
+        return contextlib.nullcontext()
+    from ..cluster.layout import connected
+
+    return connected(on_ray)

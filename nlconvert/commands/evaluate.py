@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._runner import get_runner
+from ._runner import cluster_session, get_runner
 from .options import (
     batch_size_option,
     check_local_only,
@@ -90,21 +90,22 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
         num_classes=len(runner.class_names) if runner.class_names else runner.arch.num_classes,
         backend=f"{runner.info.name}/{runner.info.precision}",
     )
-    results = ResultsDB(db, config, list_path=str(list_path))
-    try:
-        if on_ray is not None:
-            from ..cluster.jobs import evaluate_on_ray
+    with cluster_session(on_ray):
+        results = ResultsDB(db, config, list_path=str(list_path))
+        try:
+            if on_ray is not None:
+                from ..cluster.jobs import evaluate_on_ray
 
-            summary = evaluate_on_ray(spec, runner.arch, entries, results, v, options=on_ray,
-                                      frames=config.frames, rate=config.rate, limit=limit,
-                                      log=lambda line: print(line, file=human))
-        else:
-            summary = ev.evaluate(runner, entries, results, v, workers=default_workers(workers),
-                                  limit=limit, frames=config.frames, rate=config.rate, check=check)
-        data = ev.build_report(entries, results.results(), config, runner.class_names,
-                               ev.published_for(config.arch))
-    finally:
-        results.close()
+                summary = evaluate_on_ray(spec, runner.arch, entries, results, v, options=on_ray,
+                                          frames=config.frames, rate=config.rate, limit=limit,
+                                          log=lambda line: print(line, file=human))
+            else:
+                summary = ev.evaluate(runner, entries, results, v, workers=default_workers(workers),
+                                      limit=limit, frames=config.frames, rate=config.rate, check=check)
+            data = ev.build_report(entries, results.results(), config, runner.class_names,
+                                   ev.published_for(config.arch))
+        finally:
+            results.close()
     if report:
         atomic_write_text(report, ev.report_markdown(data), force=force)
     if json_path == "-":

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..arch import FEATURE_LAYERS
-from ._runner import get_runner
+from ._runner import cluster_session, get_runner
 from .options import (
     batch_size_option,
     check_local_only,
@@ -94,43 +94,44 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         frames=spec.frames, rate=spec.rate, stride=spec.stride,
         fps=None if exact_fps is None else str(exact_fps), crop=crop, dtype=dtype, format=fmt,
         backend=f"{runner.info.name}/{runner.info.precision}")
-    store = FeatureStore(out_dir, settings, force=force)
-    missing_now = [(k, p) for k, p in missing if not store.done(k, retry_failed=retry_failed)]
-    for key, path in missing_now:
-        store.write(key, path, None, VideoSummary(key, path, error=f"{path}: no such file",
-                                                  kind="missing"))
-    todo = [(k, p) for k, p in items if not store.done(k, retry_failed=retry_failed)]
-    done_before = len(items) + len(missing) - len(todo) - len(missing_now)
-    bar = StepBar(len(todo), "features", unit="video")
-    counts = {"ok": 0, "failed": 0, "windows": 0}
+    with cluster_session(on_ray):
+        store = FeatureStore(out_dir, settings, force=force)
+        missing_now = [(k, p) for k, p in missing if not store.done(k, retry_failed=retry_failed)]
+        for key, path in missing_now:
+            store.write(key, path, None, VideoSummary(key, path, error=f"{path}: no such file",
+                                                      kind="missing"))
+        todo = [(k, p) for k, p in items if not store.done(k, retry_failed=retry_failed)]
+        done_before = len(items) + len(missing) - len(todo) - len(missing_now)
+        bar = StepBar(len(todo), "features", unit="video")
+        counts = {"ok": 0, "failed": 0, "windows": 0}
 
-    def done(result: VideoFeatures) -> None:
-        if result.features is None:
-            counts["failed"] += 1
-            bar.write(f"failed: {' '.join((result.windows.error or '').split())}")
-        else:
-            counts["ok"] += 1
-            counts["windows"] += result.windows.windows
-        bar.step()
-        bar.set_postfix(f"{counts['windows']} windows")
+        def done(result: VideoFeatures) -> None:
+            if result.features is None:
+                counts["failed"] += 1
+                bar.write(f"failed: {' '.join((result.windows.error or '').split())}")
+            else:
+                counts["ok"] += 1
+                counts["windows"] += result.windows.windows
+            bar.step()
+            bar.set_postfix(f"{counts['windows']} windows")
 
-    try:
-        if on_ray is not None:
-            from ..cluster.jobs import features_on_ray
+        try:
+            if on_ray is not None:
+                from ..cluster.jobs import features_on_ray
 
-            features_on_ray(actor_spec, runner.arch, todo, store, options=on_ray, layer=layer,
-                            frames=spec.frames, rate=spec.rate, stride=spec.stride, fps=exact_fps,
-                            crop=crop, on_video=done, log=print)
-        else:
-            for result in extract_features(
-                    runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
-                    rate=spec.rate, fps=exact_fps, crop=crop, workers=default_workers(workers),
-                    check=check):
-                store.write(result.video, result.windows.path, result.features, result.windows)
-                done(result)
-    finally:
-        bar.close()
-        store.finish()
+                features_on_ray(actor_spec, runner.arch, todo, store, options=on_ray, layer=layer,
+                                frames=spec.frames, rate=spec.rate, stride=spec.stride, fps=exact_fps,
+                                crop=crop, on_video=done, log=print)
+            else:
+                for result in extract_features(
+                        runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
+                        rate=spec.rate, fps=exact_fps, crop=crop, workers=default_workers(workers),
+                        check=check):
+                    store.write(result.video, result.windows.path, result.features, result.windows)
+                    done(result)
+        finally:
+            bar.close()
+            store.finish()
     ok, failed, windows = counts["ok"], counts["failed"], counts["windows"]
     print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
           f"({plural(windows, 'window')}), {failed + len(missing_now)} failed, {done_before} already "
