@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._hashing import file_sha256
-from ..arch import FEATURE_LAYERS, HEADS, ArchSpec, Head, default_class_names
+from ..arch import FEATURE_LAYERS, HEADS, SPATIAL_LAYERS, ArchSpec, Head, default_class_names
 from ..errors import InputShapeError, NLConvertError, ParityError
 
 if TYPE_CHECKING:
@@ -203,6 +203,20 @@ class Backend(ABC):
             values["probs"] = softmax(out["logits"])
         return {name: values[name] for name in layers}
 
+    def feature_maps(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        """The ``res4`` or ``res5`` activations before pooling, V x C x t x h x w float32
+        (``features --spatial``); only backends that run the network in PyTorch have them."""
+        raise BackendError(f"{self.model_path}: the {self.name} backend gives pooled features "
+                           "only; --spatial needs --backend torch or fast")
+
+    def _check_map_layer(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        if layer not in SPATIAL_LAYERS:
+            raise InputShapeError(f"spatial maps exist for {', '.join(SPATIAL_LAYERS)}, not "
+                                  f"{layer!r} (a pooled layer)")
+        clips = np.asarray(clips)
+        self.arch.check_clip(clips.shape, "clip")
+        return np.ascontiguousarray(clips, dtype=np.float32)
+
     def reference(self) -> Backend:
         """The exact torch backend of the same model (what :meth:`check` compares with)."""
         raise BackendError(f"{self.model_path}: checking against torch needs the PyTorch model "
@@ -247,6 +261,18 @@ class TorchBackend(Backend):
             if head == "clip":
                 return _named_features(self.model.forward_features(x))
             return {"probs": self.model.head.fully_conv(self.model.trunk(x)[1]).float().cpu().numpy()}
+
+    def feature_maps(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        import torch
+
+        clips = self._check_map_layer(clips, layer)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, clips.shape[0], self.batch_size):
+                x = torch.from_numpy(clips[start:start + self.batch_size]).to(self.device)
+                res4, res5 = self.model.trunk(x)
+                parts.append((res4 if layer == "res4" else res5).float().cpu().numpy())
+        return np.concatenate(parts)
 
     def reference(self) -> Backend:
         return self
@@ -293,6 +319,18 @@ class FastBackend(Backend):
             if head == "clip":
                 return _named_features(self.fast.features(x))
             return {"probs": self.fast.probs(x).cpu().numpy()}
+
+    def feature_maps(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        import torch
+
+        clips = self._check_map_layer(clips, layer)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, clips.shape[0], self.batch_size):
+                x = torch.from_numpy(clips[start:start + self.batch_size]).to(self.device)
+                res4, res5 = self.fast.maps(x)
+                parts.append((res4 if layer == "res4" else res5).cpu().numpy())
+        return np.concatenate(parts)
 
     def reference(self) -> Backend:
         return TorchBackend(self.source, device=self.device, model_path=self.model_path,

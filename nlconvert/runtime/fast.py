@@ -201,6 +201,11 @@ class FastModel(nn.Module):
         """The clip head's logits, pool5 and res4 mean (float32)."""
         return tuple(t.float() for t in self._runner("features")(self._prepare(x)))
 
+    @torch.no_grad()
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The res4 and res5 activations before pooling (float32, contiguous)."""
+        return tuple(t.float().contiguous() for t in self._runner("maps")(self._prepare(x)))
+
 
 class _FullyConvProbs(nn.Module):
     """The network with the fully-convolutional head, whatever its head mode."""
