@@ -94,4 +94,4 @@ def render_query(att: BlockAttention, query: Query, frames: np.ndarray, *, sampl
 
 def save_png(image: Any, path: Path) -> None:
     """Write a ``PIL.Image`` as PNG to `path` (the caller makes it atomic)."""
-    image.save(path, format="PNG")
+    image.save(path, format="PNG", compress_level=1)  # zlib's best is 10x slower on video frames

@@ -191,7 +191,7 @@ def attention_html(result: ParityResult) -> str:
     except NLConvertError as exc:  # Pillow missing: say how to get the picture
         return head + f"<p>{esc(str(exc))}</p>"
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return head + (f'<img alt="attention of {esc(block.name)}" style="max-width:100%" '
                    f'src="data:image/png;base64,{data}">')
