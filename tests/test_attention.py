@@ -198,3 +198,27 @@ def test_a_video_gives_the_protocols_view(model_file, tmp_path):
     want = nlconvert.attention_maps(nlconvert.load_model(model_file), view,
                                     blocks=["nonlocal_conv4_5"])["nonlocal_conv4_5"]
     np.testing.assert_array_equal(np.load(out / "nonlocal_conv4_5.npy"), want)
+
+
+def test_grouped_and_plain_blocks_equal_the_numpy_caffe2_reference() -> None:
+    """Every block's weights against ``<block>_affinity_prob`` of the official NetDef run by
+    the independent numpy reference, on the affine model's grouped res3 (batch 2, 32 frames:
+    the training clip, so the net's baked groups are the model's)."""
+    from nlconvert.convert.mapping import map_blobs
+    from nlconvert.convert.pipeline import model_from_state
+    from nlconvert.reference.executor import run_net
+    from nlconvert.reference.netdef_builder import build_predict_net
+    from nlconvert.synthetic import random_blobs
+
+    arch = get_arch("i3d_nonlocal_32x4")
+    blobs = random_blobs(arch, seed=5)
+    target = build_model(arch, "clip", device="meta").state_dict()
+    state = map_blobs(blobs, target, "random", arch.name).state_dict
+    model = model_from_state(arch, state, "clip", None)
+    clip = np.random.default_rng(1).standard_normal((2, 3, 32, 32, 32)).astype(np.float32)
+    net = build_predict_net(arch, "clip", 2, crop_size=32, pool5_spatial=1)
+    ws = run_net(net, {**blobs, "data": clip}, record=False)
+    maps = nlconvert.attention_maps(model, clip)
+    assert maps["nonlocal_conv3_1"].shape == (2 * 4, 4 * 16, 4 * 4)  # 16 frames at res3: 4 groups
+    for name, weights in maps.items():
+        np.testing.assert_allclose(weights, ws[f"{name}_affinity_prob"], rtol=1e-4, atol=1e-6)

@@ -158,7 +158,10 @@ class FeatureStore:
         if not path.exists():
             return None
         try:
-            return FeatureSettings(**json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and "crop_size" not in data:  # written before --crop-size
+                data["crop_size"] = None if data.get("crop") == "none" else 256
+            return FeatureSettings(**data)
         except (ValueError, TypeError) as exc:
             raise FeatureDirError(f"{path}: not a features settings file ({exc})") from None
 
