@@ -7,6 +7,7 @@ model run here on crops built here.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -18,9 +19,10 @@ import videos as V
 from nlconvert.arch import get_arch
 from nlconvert.cli import main
 from nlconvert.convert import save_model
+from nlconvert.errors import InputShapeError
 from nlconvert.model.resnet import build_model
 from nlconvert.runtime import backends
-from nlconvert.runtime.backends import TorchBackend
+from nlconvert.runtime.backends import FastBackend, TorchBackend
 from nlconvert.video.crops import CropSpec
 from nlconvert.video.decode import decode_frames
 from nlconvert.video.features import extract_features
@@ -142,6 +144,12 @@ def test_spatial_maps_equal_the_models_taps(video, c2d):
     (pooled,) = extract_features(backend, [video], layer="res4", frames=2, rate=3, stride=4,
                                  crop=CropSpec.make("three", 64))
     np.testing.assert_allclose(item.features.mean(axis=(3, 4, 5)), pooled.features, rtol=1e-4, atol=1e-5)
+    fast = FastBackend(copy.deepcopy(c2d), compile=False, batch_size=4)
+    maps = fast.feature_maps(normalize(views), "res4")
+    assert maps.shape == res4.shape
+    assert np.abs(maps - res4).max() <= fast.info.rtol * np.abs(res4).max()
+    with pytest.raises(InputShapeError, match="not 'pool5'"):
+        backend.feature_maps(normalize(views), "pool5")
 
 
 def test_features_command_with_crops_h5_and_resume(video, c2d, tmp_path, capsys):
@@ -174,6 +182,8 @@ def test_features_command_with_crops_h5_and_resume(video, c2d, tmp_path, capsys)
 @pytest.mark.parametrize("extra,message", [
     (["--spatial"], "--spatial keeps the positions of res4 or res5"),
     (["--crop", "none", "--crop-size", "224"], "--crop-size needs --crop center, three or ten"),
+    (["--layer", "res5", "--spatial", "--backend", "onnx"],
+     "the onnx backend gives pooled features only; --spatial needs --backend torch or fast"),
 ])
 def test_bad_combinations_are_one_line_errors(video, tmp_path, capsys, extra, message):
     model = tmp_path / "m.pt"

@@ -85,6 +85,7 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     writes every file alone."""
     from .._progress import StepBar
     from ..errors import EXIT_OK
+    from ..runtime.backends import MAP_BACKENDS, BackendError, spatial_refusal
     from ..video.crops import CropSpec
     from ..video.features import (
         VideoFeatures,
@@ -103,8 +104,12 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     exact_fps = parse_fps(fps)
     crops = CropSpec.make(crop, crop_size)
     check_layer(layer, spatial=spatial)
-    if spatial and backend == "auto":
-        backend = "torch"  # the pooled-only ONNX graphs have no maps; torch is exact
+    if spatial:
+        if backend == "auto":
+            backend = "torch"  # the pooled-only ONNX graphs have no maps; torch is exact
+        chosen = "onnx" if model.suffix.lower() == ".onnx" else backend
+        if chosen not in MAP_BACKENDS:  # before anything is loaded
+            raise BackendError(spatial_refusal(model, chosen))
     items, missing = _inputs(inputs, list_path, root)
     check_outputs_unique(items + missing)
     runner, actor_spec = get_runner(model, backend, head="clip", device=device, threads=threads,

@@ -183,7 +183,7 @@ class FastModel(nn.Module):
     def _runner(self, what: str) -> Any:
         if what not in self._runners:
             fn: Any = {"forward": self.net, "features": self.net.forward_features,
-                       "probs": _FullyConvProbs(self.net)}[what]
+                       "probs": _FullyConvProbs(self.net), "maps": self.net.trunk}[what]
             self._runners[what] = torch.compile(fn, dynamic=False) if self.use_compile else fn
         return self._runners[what]
 
