@@ -222,3 +222,30 @@ def test_grouped_and_plain_blocks_equal_the_numpy_caffe2_reference() -> None:
     assert maps["nonlocal_conv3_1"].shape == (2 * 4, 4 * 16, 4 * 4)  # 16 frames at res3: 4 groups
     for name, weights in maps.items():
         np.testing.assert_allclose(weights, ws[f"{name}_affinity_prob"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow  # writes and converts a full-size Caffe2 checkpoint
+def test_command_on_a_caffe2_checkpoint_equals_the_reference(tmp_path: Path) -> None:
+    """What a user does with an official .pkl: every array of ``nlconvert attention`` against
+    the ``<block>_affinity_prob`` the numpy Caffe2 reference computes from the same blobs."""
+    from nlconvert.io.py2pickle import write_official_pkl
+    from nlconvert.reference.executor import run_net
+    from nlconvert.reference.netdef_builder import build_predict_net
+    from nlconvert.synthetic import random_blobs
+
+    arch = get_arch("i3d_nonlocal_32x4")
+    blobs = random_blobs(arch, seed=6)
+    pkl = tmp_path / "model.pkl"
+    write_official_pkl(pkl, blobs, model_iter=1, lr=0.1)
+    clip = np.random.default_rng(2).standard_normal((2, 3, 32, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "clip.npy", clip)
+    out = tmp_path / "att"
+    assert main(["attention", str(pkl), "--input", str(tmp_path / "clip.npy"), "--out", str(out),
+                 "--arch", arch.name]) == 0
+    ws = run_net(build_predict_net(arch, "clip", 2, crop_size=32, pool5_spatial=1),
+                 {**blobs, "data": clip}, record=False)
+    manifest = json.loads((out / "attention.json").read_text())
+    assert len(manifest["blocks"]) == 5
+    for block in manifest["blocks"]:
+        np.testing.assert_allclose(np.load(out / block["file"]), ws[block["caffe2_blob"]],
+                                   rtol=1e-4, atol=1e-6)

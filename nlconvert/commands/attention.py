@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .options import debug_option, existing_file, force_option, frames_option, rate_option
+from .options import (
+    arch_option,
+    debug_option,
+    existing_file,
+    force_option,
+    frames_option,
+    rate_option,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,13 +43,16 @@ PROTOCOL_CLIPS, PROTOCOL_CROPS = 10, 3
 @click.option("--crop", "crop_index", type=int, metavar="K",
               help=f"With VIDEO: the protocol's crop K (0..{PROTOCOL_CROPS - 1}; default 1, "
                    "the centre).")
+@arch_option(help="Architecture of a Caffe2 .pkl MODEL (default: from the file name or the "
+                  "blobs; a converted .pt carries its own).")
 @frames_option("With VIDEO: frames per clip (default: the model's training clip).")
 @rate_option
 @force_option
 @debug_option
 def command(model: Path, video: Path | None, input_path: Path | None, out_dir: Path,
             blocks: tuple[str, ...], queries: tuple[str, ...], clip_index: int | None,
-            crop_index: int | None, frames: int | None, rate: int | None, force: bool) -> int:
+            crop_index: int | None, arch: str | None, frames: int | None, rate: int | None,
+            force: bool) -> int:
     """Record the attention weights of every non-local block for one clip and draw them.
     DIR/<block>.npy holds exactly what the Caffe2 net computes in <block>_affinity_prob
     (float32, N x THW x THW' after the block's max pool; (N*groups) x ... for grouped blocks),
@@ -71,7 +81,7 @@ def command(model: Path, video: Path | None, input_path: Path | None, out_dir: P
     if model.suffix.lower() == ".onnx":
         raise AttentionError(f"{model}: attention maps need the PyTorch model (.pt or Caffe2 "
                              ".pkl); an ONNX graph does not form the weights")
-    net = load_model(model, head="clip")
+    net = load_model(model, head="clip", **({"arch_name": arch} if arch else {}))
     names = check_blocks(net, list(blocks))
     if input_path is not None:
         clip = load_clip_file(input_path)
