@@ -4,8 +4,9 @@ Every crop is cut from the resized frames (short side 256, the test protocol's r
 
 * ``center`` (default size 256): one crop at the protocol's centre offset
   (``(H-S)/2, (W-S)/2`` in C integer division, SPEC.md section 6);
-* ``three`` (default 256): the protocol's three crops (SPEC.md section 6: the centre offset
-  times 0, 1, 2 along the long side);
+* ``three`` (default 256): the protocol's three crops (SPEC.md section 6, ClipTransformFlex):
+  the centre offsets with the h offset multiplied by c = 0, 1, 2 if it is positive, else the
+  w offset (at 256: along the long side);
 * ``ten`` (default 224): top-left ``(0, 0)``, top-right ``(0, W-S)``, bottom-left ``(H-S, 0)``,
   bottom-right ``(H-S, W-S)``, centre ``((H-S)//2, (W-S)//2)``, then the same five positions
   of the horizontally mirrored frame, in that order (torchvision ``TenCrop``'s order);
