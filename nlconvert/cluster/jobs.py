@@ -225,8 +225,8 @@ def features_on_ray(
         configure_data_context(options, progress=interactive() and progress is not False)
         ds = _pipeline(ray, [{"key": k, "path": p} for k, p in items], decode_windows_task,
                        {"frames": frames, "rate": rate, "stride": stride, "fps": fps,
-                        "crop": crop}, spec, {"task": "features", "layer": layer,
-                                                          "spatial": spatial}, layout, options)
+                        "crop": crop}, spec,
+                       {"task": "features", "layer": layer, "spatial": spatial}, layout, options)
         for message in _rows(ds, options):
             if message[0] == "summary":
                 for done in assembler.add_summary(message[2]):
