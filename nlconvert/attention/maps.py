@@ -194,7 +194,7 @@ def block_attention(model: NLResNet | Backend, clip: np.ndarray | torch.Tensor, 
     names = check_blocks(net, blocks)
     x = torch.as_tensor(np.asarray(clip, dtype=np.float32) if not isinstance(clip, torch.Tensor)
                         else clip.float())
-    net.check_input(x)
+    net.arch.check_clip(tuple(int(d) for d in x.shape), "clip")  # only the trunk runs: any head
     device = next(net.parameters()).device
     all_blocks = nonlocal_blocks(net)
     grids: dict[str, tuple[int, int, int]] = {}
