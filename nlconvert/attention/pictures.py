@@ -3,9 +3,9 @@
 One PNG per block and query: the clip's frames side by side (one per time step of the
 block's grid), the query marked on its frame, and the query's weights over every key
 position upsampled (bilinear) to the frame and laid over it as a heat map. One colour
-scale for all the frames of a picture (the query's largest weight is the top colour), so
-frames can be compared; frames outside a grouped block's group get no heat (the query does
-not see them) and are dimmed.
+scale for all the frames of a picture (from the query's smallest weight to its largest, so
+uniform attention shows no heat), so frames can be compared; frames outside a grouped
+block's group get no heat (the query does not see them) and are dimmed.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def render_query(att: BlockAttention, query: Query, frames: np.ndarray, *, sampl
     from PIL import ImageDraw
 
     steps, grid_h, grid_w = att.grid
-    weights = att.key_map(query, sample)  # T' x H' x W'
-    top = float(np.abs(weights).max()) or 1.0
+    weights = np.abs(att.key_map(query, sample)).astype(np.float32)  # T' x H' x W'
+    # From the query's smallest weight to its largest: uniform attention shows no heat.
+    low, high = float(weights.min()), float(weights.max())
+    scaled = (weights - low) / (high - low) if high > low else np.zeros_like(weights)
     group = query.t // att.group_frames
     fh, fw = frames.shape[1:3]
     width = max(1, round(tile * fw / fh))
@@ -74,7 +76,7 @@ def render_query(att: BlockAttention, query: Query, frames: np.ndarray, *, sampl
         base = np.asarray(frame.resize((width, tile), image_mod.BILINEAR), np.float32)
         local = step - group * att.group_frames
         if 0 <= local < att.group_frames:
-            small = image_mod.fromarray(np.abs(weights[local]).astype(np.float32) / top, mode="F")
+            small = image_mod.fromarray(np.ascontiguousarray(scaled[local], dtype=np.float32))  # mode F
             heat = np.asarray(small.resize((width, tile), image_mod.BILINEAR), np.float32)
             alpha = (0.25 + 0.6 * np.clip(heat, 0, 1))[..., None]
             shown = base * (1 - alpha) + heat_colours(heat) * alpha
