@@ -13,6 +13,7 @@ The public API (importing ``nlconvert`` is cheap: each name loads its module on 
     scores = nlconvert.predict(backend, "video.mp4")           # the paper's 30 views
     summary = nlconvert.evaluate(backend, entries, db)         # see nlconvert.video.evaluate
     for video, feats, windows in nlconvert.extract_features(backend, ["a.mp4"], stride=16): ...
+    maps = nlconvert.attention_maps(model, clip)    # {"nonlocal_conv3_1": N x THW x THW', ...}
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .arch import ArchSpec, get_arch
+    from .attention import attention_maps
     from .convert import convert_checkpoint, convert_file, load_model, save_model
     from .parity import run_parity
     from .runtime.backends import Backend, open_backend
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 _API = {
     "ArchSpec": "arch",
     "get_arch": "arch",
+    "attention_maps": "attention",
     "convert_checkpoint": "convert",
     "convert_file": "convert",
     "load_model": "convert",
@@ -54,6 +57,7 @@ __all__ = [
     "ArchSpec",
     "Backend",
     "__version__",
+    "attention_maps",
     "convert_checkpoint",
     "convert_file",
     "evaluate",

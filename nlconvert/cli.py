@@ -41,6 +41,7 @@ COMMANDS = {
     "predict": "predict",
     "evaluate": "evaluate",
     "features": "features",
+    "attention": "attention",
 }
 
 class LazyGroup(click.Group):

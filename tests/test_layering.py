@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"convert"},  # blobs -> model; the model file
     {"synthetic"},  # generated checkpoints, clips and networks
     {"runtime"},  # backends, ONNX export and sessions, fast paths, bench
+    {"attention"},  # non-local attention weights recorded from the model, pictures
     {"parity", "video"},  # layer-by-layer checks; videos, evaluate, features
     {"cluster", "demo"},  # Ray pipelines; the end-to-end demo
     {"commands"},  # the command line's sub-commands

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +47,16 @@ def test_parity_passes_and_writes_reports(nl_checkpoint: Path, tmp_path: Path,
     with np.load(npz) as z:
         assert {"reference/pred", "torch/pred", "reference/softmax", "torch/pool1"} <= set(z.files)
         np.testing.assert_allclose(z["torch/pred"], z["reference/pred"], rtol=1e-4, atol=1e-4)
+    attention = report["attention"]  # the torch weights against the numpy reference's blob
+    assert attention["block"] == "nonlocal_conv3_1"
+    assert attention["caffe2_blob"] == "nonlocal_conv3_1_affinity_prob"
+    assert attention["max_abs_err_vs_reference"] <= 1e-5
     assert main(["parity", str(nl_checkpoint), *SMALL, "--report", str(page)]) == 0
-    assert "<svg" in page.read_text() and "PASS" in page.read_text()
+    html = page.read_text()
+    assert "<svg" in html and "PASS" in html
+    picture = html.split('src="data:image/png;base64,')[1].split('"')[0]
+    assert base64.b64decode(picture).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "nonlocal_conv3_1_affinity_prob" in html
 
 
 def _stem_riv_inverted(m: NLResNet) -> None:

@@ -13,6 +13,7 @@ from .spec import (
     INPUT_MEAN,
     INPUT_STD,
     NORMALIZATION,
+    SPATIAL_LAYERS,
     ArchSpec,
     Head,
     NonLocalSpec,
@@ -21,6 +22,7 @@ from .zoo import ZooCheckpoint, arch_names, get_arch, published_accuracy, releas
 
 __all__ = [
     "FEATURE_LAYERS",
+    "SPATIAL_LAYERS",
     "FEATURE_OUTPUTS",
     "GRAPH_LAYOUTS",
     "HEADS",

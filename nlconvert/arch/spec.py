@@ -36,6 +36,8 @@ FEATURE_OUTPUTS = ("logits", "pool5", "res4")
 #: Layers ``nlconvert features`` can write: the FEATURE_OUTPUTS, ``res5`` (the same global mean
 #: as ``pool5``) and ``probs`` (the softmax of the clip head's logits).
 FEATURE_LAYERS = ("pool5", "res4", "res5", "logits", "probs")
+#: Layers whose maps ``nlconvert features --spatial`` can keep before pooling (C x t x h x w).
+SPATIAL_LAYERS = ("res4", "res5")
 
 # Input normalisation of the official loader (MODEL.MEAN, MODEL.STD): (pixel - mean) / std on
 # RGB in [0, 255], clips N x 3 x T x H x W.

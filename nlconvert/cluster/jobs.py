@@ -32,6 +32,7 @@ import numpy as np
 from .._progress import StepBar, interactive
 from ..arch import ArchSpec
 from ..errors import NLConvertError
+from ..video.crops import CropSpec
 from ..video.datalist import Entry
 from ..video.evaluate import EvalSummary, check_view_shape, plan_work
 from ..video.features import FeatureAssembler, VideoFeatures
@@ -195,14 +196,16 @@ def features_on_ray(
     rate: int,
     stride: int,
     fps: Fraction | None,
-    crop: str,
+    crop: str | CropSpec,
+    spatial: bool = False,
     on_video: Callable[[VideoFeatures], None] | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> None:
     """:func:`nlconvert.video.features.extract_features` on a Ray cluster, written by the
     driver into `store` (each video once); `on_video` sees every video as it is written."""
-    arch.check_clip((1, 3, frames, 256, 256), "clip")
+    crop = CropSpec.make(crop)
+    arch.check_clip((1, 3, frames, crop.size or 256, crop.size or 256), "clip")
     paths = dict(items)
     written: set[str] = set()
     assembler = FeatureAssembler()
@@ -222,7 +225,8 @@ def features_on_ray(
         configure_data_context(options, progress=interactive() and progress is not False)
         ds = _pipeline(ray, [{"key": k, "path": p} for k, p in items], decode_windows_task,
                        {"frames": frames, "rate": rate, "stride": stride, "fps": fps,
-                        "crop": crop}, spec, {"task": "features", "layer": layer}, layout, options)
+                        "crop": crop}, spec,
+                       {"task": "features", "layer": layer, "spatial": spatial}, layout, options)
         for message in _rows(ds, options):
             if message[0] == "summary":
                 for done in assembler.add_summary(message[2]):

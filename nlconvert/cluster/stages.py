@@ -19,9 +19,12 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..video.crops import CropSpec
 
 #: Views or windows per row batch a decoding task yields (bounds a task's output blocks).
 ROWS_PER_BLOCK = 8
@@ -93,7 +96,8 @@ def decode_views_task(batch: dict[str, np.ndarray], *, frames: int, rate: int, v
 
 
 def decode_windows_task(batch: dict[str, np.ndarray], *, frames: int, rate: int, stride: int,
-                        fps: Fraction | None, crop: str) -> Iterator[dict[str, np.ndarray]]:
+                        fps: Fraction | None, crop: str | CropSpec
+                        ) -> Iterator[dict[str, np.ndarray]]:
     """A decoding task of ``features``: each video's windows as they are cut, then its summary."""
     from ..video.stream import VideoSummary, Window, stream_windows
     from ..video.windows import WindowSpec
@@ -122,10 +126,12 @@ def decode_windows_task(batch: dict[str, np.ndarray], *, frames: int, rate: int,
 class ModelActor:
     """The model in an actor, loaded once in ``__init__``; turns pixel rows into results.
 
-    `task` is ``"scores"`` (the protocol's probabilities) or ``"features"`` (`layer`).
+    `task` is ``"scores"`` (the protocol's probabilities) or ``"features"`` (`layer`, its
+    maps with `spatial`; a window of several crops gives one row of all of them).
     """
 
-    def __init__(self, spec: BackendSpec, task: str, layer: str = "pool5") -> None:
+    def __init__(self, spec: BackendSpec, task: str, layer: str = "pool5",
+                 spatial: bool = False) -> None:
         from ..runtime.backends import open_backend
 
         device = spec.device
@@ -140,6 +146,7 @@ class ModelActor:
         self.tag = f"{self.backend.info.name}/{self.backend.info.precision}"
         self.task = task
         self.layer = layer
+        self.spatial = spatial
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # A Python error here is a property of the job (a wrong shape, a bug), not of a
@@ -151,6 +158,7 @@ class ModelActor:
             return _rows([("fatal", f"{type(exc).__name__}: {' '.join(str(exc).split())}")])
 
     def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..video.features import window_features
         from ..video.protocol import normalize
 
         messages = [unpack(b) for b in batch["msg"]]
@@ -162,24 +170,24 @@ class ModelActor:
             by_shape.setdefault(pixels.shape, []).append(m)
         for group in by_shape.values():
             pixels = np.stack([m[4] if m[0] == "view" else m[3] for m in group])
-            clips = normalize(pixels)
             if self.task == "scores":
-                probs = self.backend.scores(clips)
+                probs = self.backend.scores(normalize(pixels))
                 out += [("probs", m[1], m[2], m[3], probs[i], self.tag, m[5])
                         for i, m in enumerate(group)]
             else:
-                feats = self.backend.features(clips, [self.layer])[self.layer]
+                feats = window_features(self.backend, pixels, self.layer, spatial=self.spatial)
                 out += [("feat", m[1], m[2], feats[i], self.tag) for i, m in enumerate(group)]
         return _rows(out)
 
 
-def model_actor_class(spec: BackendSpec, task: str, layer: str = "pool5") -> type:
+def model_actor_class(spec: BackendSpec, task: str, layer: str = "pool5",
+                      spatial: bool = False) -> type:
     """A :class:`ModelActor` with its settings built in, so Ray creates (and re-creates, after
     a lost node) the actor without constructor arguments held in the object store."""
 
     class BoundModelActor(ModelActor):
         def __init__(self) -> None:
-            super().__init__(spec, task, layer)
+            super().__init__(spec, task, layer, spatial)
 
     BoundModelActor.__name__ = BoundModelActor.__qualname__ = "ModelActor"
     return BoundModelActor

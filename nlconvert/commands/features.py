@@ -42,11 +42,20 @@ from .options import (
               help="Frames between window starts (after --fps resampling).")
 @click.option("--fps", metavar="F",
               help="First resample the decoded frames to F per second by their timestamps.")
-@click.option("--crop", type=click.Choice(("center", "none")), default="center", show_default=True,
-              help="center: the test protocol's centre 256x256 crop; none: the whole resized frame.")
+@click.option("--crop", type=click.Choice(("center", "three", "ten", "none")), default="center",
+              show_default=True,
+              help="center: the test protocol's centre crop; three: its three crops; ten: four "
+                   "corners + centre, then the same of the mirrored frame (torchvision TenCrop "
+                   "order); none: the whole resized frame. three/ten write windows x crops x C.")
+@click.option("--crop-size", type=click.IntRange(min=1), metavar="S",
+              help="Crop side in pixels of the resized frame (short side 256); default 256 "
+                   "(center, three), 224 (ten).")
 @click.option("--layer", type=click.Choice(FEATURE_LAYERS), default="pool5", show_default=True,
               help="pool5: global mean of res5 (2048, the classifier's input); res4 (1024); res5 "
                    "(= pool5); logits; probs (softmax of the logits).")
+@click.option("--spatial", is_flag=True,
+              help="With --layer res4|res5: keep the positions, C x t x h x w per clip "
+                   "(torch or fast backend; --dtype float16 recommended: maps are large).")
 @click.option("--dtype", type=click.Choice(("float32", "float16")), default="float32",
               show_default=True, help="Data type of the feature files.")
 @click.option("--format", "fmt", type=click.Choice(("npy", "h5")), default="npy", show_default=True,
@@ -60,13 +69,15 @@ from .options import (
 @debug_option
 def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Path | None,
             root: Path | None, frames: int | None, rate: int | None, stride: int,
-            fps: str | None, crop: str, layer: str, dtype: str, fmt: str, batch_size: int | None,
+            fps: str | None, crop: str, crop_size: int | None, layer: str, spatial: bool,
+            dtype: str, fmt: str, batch_size: int | None,
             workers: int | None, backend: str, device: str, threads: int | None,
             no_compile: bool, check: bool, retry_failed: bool, force: bool, **ray: Any) -> int:
     """Extract features of every window of every video: window k starts at frame k*S and takes
     frames start + i*R (i < L) while its last frame is inside the video; a video shorter than
     one window gives one window at frame 0 wrapping around. Pixels are decoded (BT.601),
-    resized (short side 256) and cropped as the test protocol does. INPUTS: video files or
+    resized (short side 256) and cropped as the test protocol does (--crop three|ten: several
+    crops per window, batched with the windows; the index lists their offsets). INPUTS: video files or
     folders (searched recursively), or use --list/--root. Each video's file is written
     atomically and recorded in DIR/index.jsonl: a rerun skips what is done; other settings in
     an existing DIR are refused unless --force. Broken videos are recorded with their reason.
@@ -74,7 +85,15 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     writes every file alone."""
     from .._progress import StepBar
     from ..errors import EXIT_OK
-    from ..video.features import VideoFeatures, check_window_shape, extract_features, window_spec
+    from ..runtime.backends import MAP_BACKENDS, BackendError, spatial_refusal
+    from ..video.crops import CropSpec
+    from ..video.features import (
+        VideoFeatures,
+        check_layer,
+        check_window_shape,
+        extract_features,
+        window_spec,
+    )
     from ..video.featurestore import FeatureSettings, FeatureStore, check_outputs_unique
     from ..video.stream import VideoSummary
     from ..video.windows import parse_fps
@@ -83,17 +102,26 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     on_ray = ray_settings(ray.pop("ray_address"), **ray)
     check_local_only(on_ray, check=check, workers=workers)
     exact_fps = parse_fps(fps)
+    crops = CropSpec.make(crop, crop_size)
+    check_layer(layer, spatial=spatial)
+    if spatial:
+        if backend == "auto":
+            backend = "torch"  # the pooled-only ONNX graphs have no maps; torch is exact
+        chosen = "onnx" if model.suffix.lower() == ".onnx" else backend
+        if chosen not in MAP_BACKENDS:  # before anything is loaded
+            raise BackendError(spatial_refusal(model, chosen))
     items, missing = _inputs(inputs, list_path, root)
     check_outputs_unique(items + missing)
     runner, actor_spec = get_runner(model, backend, head="clip", device=device, threads=threads,
                                     batch_size=batch_size, compile=not no_compile, on_ray=on_ray)
     spec = window_spec(runner, frames=frames, rate=rate, stride=stride)
-    check_window_shape(runner, spec, crop)
+    check_window_shape(runner, spec, crops)
     settings = FeatureSettings(
         model_sha256=runner.model_sha256, arch=runner.arch.name, layer=layer,
         frames=spec.frames, rate=spec.rate, stride=spec.stride,
         fps=None if exact_fps is None else str(exact_fps), crop=crop, dtype=dtype, format=fmt,
-        backend=f"{runner.info.name}/{runner.info.precision}")
+        backend=f"{runner.info.name}/{runner.info.precision}", crop_size=crops.size,
+        spatial=spatial)
     with cluster_session(on_ray):
         store = FeatureStore(out_dir, settings, force=force)
         missing_now = [(k, p) for k, p in missing if not store.done(k, retry_failed=retry_failed)]
@@ -121,12 +149,12 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
 
                 features_on_ray(actor_spec, runner.arch, todo, store, options=on_ray, layer=layer,
                                 frames=spec.frames, rate=spec.rate, stride=spec.stride, fps=exact_fps,
-                                crop=crop, on_video=done, log=print)
+                                crop=crops, spatial=spatial, on_video=done, log=print)
             else:
                 for result in extract_features(
                         runner, todo, layer=layer, stride=spec.stride, frames=spec.frames,
-                        rate=spec.rate, fps=exact_fps, crop=crop, workers=default_workers(workers),
-                        check=check):
+                        rate=spec.rate, fps=exact_fps, crop=crops, spatial=spatial,
+                        workers=default_workers(workers), check=check):
                     store.write(result.video, result.windows.path, result.features, result.windows)
                     done(result)
         finally:
@@ -135,8 +163,9 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     ok, failed, windows = counts["ok"], counts["failed"], counts["windows"]
     print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
           f"({plural(windows, 'window')}), {failed + len(missing_now)} failed, {done_before} already "
-          f"in {out_dir}; layer {layer}, {spec.frames}x{spec.rate} windows every {spec.stride} "
-          f"frames; index {store.folder / 'index.jsonl'}")
+          f"in {out_dir}; layer {layer}{' (spatial)' if spatial else ''}, {spec.frames}x"
+          f"{spec.rate} windows every {spec.stride} frames, crop {crop}"
+          f"{'' if crops.size is None else f' {crops.size}'}; index {store.folder / 'index.jsonl'}")
     return EXIT_OK
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,6 +53,9 @@ class NonLocalBlock(nn.Module):
         self.norm: nn.Module = (
             FrozenBatchNorm3d(channels, spec.bn_eps) if spec.use_bn else nn.Identity()
         )
+        #: Called with each forward's attention weights (``nlconvert.attention`` records them);
+        #: it only reads the tensor, so the block computes the same with or without it.
+        self.attention_sink: Callable[[torch.Tensor], None] | None = None
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
         n, _, t, h, w = x.shape
@@ -63,6 +68,8 @@ class NonLocalBlock(nn.Module):
         g = self.g(src).flatten(2)  # N x Ci x THW'
         affinity = normalize_affinity(torch.matmul(theta.transpose(1, 2), phi),  # N x THW x THW'
                                       self.use_softmax, self.scale)
+        if self.attention_sink is not None:
+            self.attention_sink(affinity)
         y = torch.matmul(g, affinity.transpose(1, 2))  # N x Ci x THW
         y = y.reshape(n, self.inner, t, h, w)
         return x + self.norm(self.out(y))

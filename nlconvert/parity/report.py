@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import math
 from typing import Any
 
+from ..errors import NLConvertError
 from .compare import LayerComparison
 from .run import ParityResult
 
@@ -59,6 +62,7 @@ def to_dict(result: ParityResult) -> dict[str, Any]:
         "layers": [r.to_dict() for r in result.rows],
         "skipped": result.skipped,
         "timings_s": result.timings,
+        "attention": result.attention.to_dict() if result.attention is not None else None,
     }
 
 
@@ -163,8 +167,39 @@ def error_plot_svg(result: ParityResult, width: int = 760, height: int = 260) ->
     return "".join(parts)
 
 
+def attention_html(result: ParityResult) -> str:
+    """The report's attention section: one block's picture for one query, as
+    ``nlconvert attention`` draws it (an embedded PNG; Pillow, the ``[viz]`` extra)."""
+    view = result.attention
+    if view is None:
+        return ""
+    esc = html.escape
+    q = view.query
+    block = view.block
+    entropy = float(block.entropy()[q.t, q.y, q.x])
+    err = ("not written by the reference net" if view.max_abs_err is None
+           else f"max abs difference from the reference's blob {view.max_abs_err:.3e}")
+    head = (f"<h2>Non-local attention</h2><p>Block <code>{esc(block.name)}</code> (Caffe2 blob "
+            f"<code>{esc(block.caffe2_blob)}</code>, {'x'.join(map(str, block.weights.shape))}; "
+            f"{esc(err)}), clip 0, query t={q.t} y={q.y} x={q.x} (its most concentrated, "
+            f"entropy {entropy:.3f} of at most {block.max_entropy():.3f} nats). The heat map is "
+            "the query's attention over every position, on the clip's frames; "
+            "<code>nlconvert attention</code> draws every block and query.</p>")
+    try:
+        from ..attention.pictures import clip_frames, render_query
+        image = render_query(block, q, clip_frames(view.clip))
+    except NLConvertError as exc:  # Pillow missing: say how to get the picture
+        return head + f"<p>{esc(str(exc))}</p>"
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return head + (f'<img alt="attention of {esc(block.name)}" style="max-width:100%" '
+                   f'src="data:image/png;base64,{data}">')
+
+
 def to_html(result: ParityResult) -> str:
-    """A self-contained HTML page: summary, error-by-depth plot, layer table, top-5."""
+    """A self-contained HTML page: summary, error-by-depth plot, layer table, top-5, and one
+    non-local block's attention picture."""
     esc = html.escape
     rows = []
     for r in result.rows:
@@ -194,5 +229,6 @@ table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;pad
 <h2>Layers</h2><table><tr><th>blob</th><th>side</th><th>shape</th><th>max abs err</th>
 <th>max rel err</th><th>cosine</th><th>limit</th><th>result</th></tr>{''.join(rows)}</table>
 <h2>Top-5</h2><table><tr><th>clip</th><th>side</th><th>classes</th></tr>{topk}</table>
+{attention_html(result)}
 </body></html>
 """

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..arch import INPUT_MEAN, INPUT_STD, ArchSpec, Head, default_class_names, ranked
+from ..attention.maps import BlockAttention, Query, block_attention, block_names
 from ..convert.formats import MODEL_SUFFIXES
 from ..convert.pipeline import Conversion, model_from_state, prepare, prepare_model_file
 from ..errors import InputShapeError
@@ -27,6 +28,26 @@ from ..io.clip_file import load_clip_file
 from ..model.resnet import NLResNet
 from .compare import LayerComparison, Tolerance, compare_arrays
 from .pairs import LayerPair, layer_pairs
+
+
+@dataclass
+class AttentionView:
+    """One non-local block's attention on the parity clip, for the report's picture: the
+    PyTorch model's weights, the query drawn, and their difference from the weights the
+    numpy Caffe2 reference wrote in the same blob (None if it wrote none)."""
+
+    block: BlockAttention
+    query: Query
+    clip: np.ndarray  # 3 x T x H x W, normalised: the frames under the heat map
+    max_abs_err: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        q = self.query
+        return {"block": self.block.name, "caffe2_blob": self.block.caffe2_blob,
+                "shape": list(self.block.weights.shape), "query": [q.t, q.y, q.x],
+                "entropy": float(self.block.entropy()[q.t, q.y, q.x]),
+                "max_abs_err_vs_reference": self.max_abs_err}
 
 
 @dataclass
@@ -47,6 +68,7 @@ class ParityResult:
     class_names: list[str] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    attention: AttentionView | None = None  # one block's attention, for the report's picture
 
     @property
     def ok(self) -> bool:
@@ -267,7 +289,23 @@ def run_parity(
             result.topk[side] = _topk(values[key].reshape(clip.shape[0], -1))
     if keep_outputs:
         result.outputs = _named_outputs(pairs, ref, sides)
+    result.attention = _attention_view(model, clip, ref)
     return result
+
+
+def _attention_view(model: NLResNet, clip: np.ndarray, ref: dict[str, np.ndarray]
+                    ) -> AttentionView | None:
+    """The first non-local block's attention for the report (its most concentrated query)."""
+    names = block_names(model)
+    if not names:
+        return None
+    block = block_attention(model, clip[:1], blocks=names[:1])[names[0]]
+    reference = ref.get(block.caffe2_blob)
+    err = None
+    if reference is not None:
+        rows = block.weights.shape[0]  # the first clip's rows: the reference ran the batch
+        err = float(np.abs(reference[:rows] - block.weights).max())
+    return AttentionView(block, block.informative_queries(1)[0], clip[0], err)
 
 
 def _compare_all(result: ParityResult, pairs: list[LayerPair], ref: dict[str, np.ndarray],

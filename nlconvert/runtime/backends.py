@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._hashing import file_sha256
-from ..arch import FEATURE_LAYERS, HEADS, ArchSpec, Head, default_class_names
+from ..arch import FEATURE_LAYERS, HEADS, SPATIAL_LAYERS, ArchSpec, Head, default_class_names
 from ..errors import InputShapeError, NLConvertError, ParityError
 
 if TYPE_CHECKING:
@@ -56,6 +56,17 @@ EXACT_RTOL = 1e-4
 #: file (``bench --int8``) is approximate without a bound.
 REDUCED_RTOL = {"bf16": 0.3, "fp16": 5e-2, "int8": 1.0}
 DEFAULT_BATCH_SIZE = 6  # 30 protocol views = 5 batches
+
+
+#: Backends that run the network in PyTorch and so can give maps before pooling
+#: (``features --spatial``); the ONNX graphs output pooled features only.
+MAP_BACKENDS = ("torch", "fast")
+
+
+def spatial_refusal(model: object, backend: str) -> str:
+    """The one-line reason a backend cannot give ``--spatial`` maps."""
+    return (f"{model}: the {backend} backend gives pooled features only; --spatial needs "
+            f"--backend {' or '.join(MAP_BACKENDS)}")
 
 
 class BackendError(NLConvertError):
@@ -203,6 +214,33 @@ class Backend(ABC):
             values["probs"] = softmax(out["logits"])
         return {name: values[name] for name in layers}
 
+    def feature_maps(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        """The ``res4`` or ``res5`` activations before pooling, V x C x t x h x w float32
+        (``features --spatial``); only backends that run the network in PyTorch have them."""
+        raise BackendError(spatial_refusal(self.model_path, self.name))
+
+    def _maps_in_batches(self, clips: np.ndarray, layer: str,
+                         trunk: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+                         ) -> np.ndarray:
+        """`layer`'s maps of every clip, ``trunk`` (one batch -> res4, res5) run in batches as
+        :meth:`run` does (padded to the fixed batch when the backend needs one)."""
+        if layer not in SPATIAL_LAYERS:
+            raise InputShapeError(f"spatial maps exist for {', '.join(SPATIAL_LAYERS)}, not "
+                                  f"{layer!r} (a pooled layer)")
+        clips = np.asarray(clips)
+        self.arch.check_clip(clips.shape, "clip")
+        clips = np.ascontiguousarray(clips, dtype=np.float32)
+        parts = []
+        for start in range(0, clips.shape[0], self.batch_size):
+            chunk = clips[start:start + self.batch_size]
+            n = chunk.shape[0]
+            if self.pad_batches and n < self.batch_size:
+                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, pad])
+            res4, res5 = trunk(chunk)
+            parts.append(np.asarray((res4 if layer == "res4" else res5)[:n], dtype=np.float32))
+        return np.concatenate(parts)
+
     def reference(self) -> Backend:
         """The exact torch backend of the same model (what :meth:`check` compares with)."""
         raise BackendError(f"{self.model_path}: checking against torch needs the PyTorch model "
@@ -247,6 +285,16 @@ class TorchBackend(Backend):
             if head == "clip":
                 return _named_features(self.model.forward_features(x))
             return {"probs": self.model.head.fully_conv(self.model.trunk(x)[1]).float().cpu().numpy()}
+
+    def feature_maps(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        import torch
+
+        def trunk(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                res4, res5 = self.model.trunk(torch.from_numpy(chunk).to(self.device))
+                return res4.float().cpu().numpy(), res5.float().cpu().numpy()
+
+        return self._maps_in_batches(clips, layer, trunk)
 
     def reference(self) -> Backend:
         return self
@@ -293,6 +341,16 @@ class FastBackend(Backend):
             if head == "clip":
                 return _named_features(self.fast.features(x))
             return {"probs": self.fast.probs(x).cpu().numpy()}
+
+    def feature_maps(self, clips: np.ndarray, layer: str) -> np.ndarray:
+        import torch
+
+        def trunk(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                res4, res5 = self.fast.maps(torch.from_numpy(chunk).to(self.device))
+                return res4.cpu().numpy(), res5.cpu().numpy()
+
+        return self._maps_in_batches(clips, layer, trunk)
 
     def reference(self) -> Backend:
         return TorchBackend(self.source, device=self.device, model_path=self.model_path,

@@ -183,7 +183,7 @@ class FastModel(nn.Module):
     def _runner(self, what: str) -> Any:
         if what not in self._runners:
             fn: Any = {"forward": self.net, "features": self.net.forward_features,
-                       "probs": _FullyConvProbs(self.net)}[what]
+                       "probs": _FullyConvProbs(self.net), "maps": self.net.trunk}[what]
             self._runners[what] = torch.compile(fn, dynamic=False) if self.use_compile else fn
         return self._runners[what]
 
@@ -200,6 +200,11 @@ class FastModel(nn.Module):
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The clip head's logits, pool5 and res4 mean (float32)."""
         return tuple(t.float() for t in self._runner("features")(self._prepare(x)))
+
+    @torch.no_grad()
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The res4 and res5 activations before pooling (float32, contiguous)."""
+        return tuple(t.float().contiguous() for t in self._runner("maps")(self._prepare(x)))
 
 
 class _FullyConvProbs(nn.Module):

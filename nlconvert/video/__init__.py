@@ -4,9 +4,9 @@ and dense clip features.
 Data flow: :mod:`.decode` (PyAV, BT.601 RGB) -> :mod:`.protocol` (resize, clips, crops,
 normalisation; pure functions) -> :mod:`.views` -> :mod:`.predict` (one video) ->
 :mod:`.evaluate` (a whole list, resumable SQLite results, report). Features:
-:mod:`.windows` (which frames each window takes; pure) -> :mod:`.stream` (decode, resample and
-cut windows with bounded memory) -> :mod:`.features` (batches across videos through a
-backend) -> :mod:`.featurestore` (one file per video, the index, resumability).
+:mod:`.windows` (which frames each window takes; pure) and :mod:`.crops` (which crops; pure)
+-> :mod:`.stream` (decode, resample and cut windows with bounded memory) -> :mod:`.features`
+(batches across videos through a backend) -> :mod:`.featurestore` (one file per video, the index, resumability).
 Every model runs through a :class:`~nlconvert.runtime.backends.Backend`.
 """
 

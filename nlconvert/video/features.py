@@ -9,6 +9,9 @@ windows have gone through the network::
     for video, feats, windows in extract_features(backend, paths, stride=16):
         ...  # feats: windows x channels float32 (None if the video failed: windows.error)
 
+``crop="three"|"ten"`` gives ``windows x crops x channels`` (:mod:`.crops`), ``spatial=True``
+(``res4``/``res5``) keeps the positions: ``windows x (crops x) channels x t x h x w``.
+
 The window rules are those of :mod:`.windows`; the layers those of
 :data:`nlconvert.arch.FEATURE_LAYERS`.
 """
@@ -24,11 +27,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..arch import FEATURE_LAYERS
+from ..arch import FEATURE_LAYERS, SPATIAL_LAYERS
 from ..errors import VideoError
 from ..runtime.backends import Backend
-from .protocol import normalize
-from .stream import CROPS, VideoSummary, Window, stream_windows
+from .crops import CropSpec
+from .protocol import CROP, normalize
+from .stream import VideoSummary, Window, stream_windows
 from .windows import DEFAULT_STRIDE, WindowSpec, parse_fps
 from .workers import WorkerCrash, run_tasks
 
@@ -37,7 +41,8 @@ MAX_WAITING_BATCHES = 4
 
 
 class VideoFeatures(NamedTuple):
-    """One video's result: its key, ``windows x channels`` float32 (None if it failed) and
+    """One video's result: its key, ``windows x [crops x] channels [x t x h x w]`` float32
+    (None if it failed) and
     the :class:`~nlconvert.video.stream.VideoSummary` (window starts and times, or the error)."""
 
     video: str
@@ -107,12 +112,36 @@ def window_spec(backend: Backend, *, frames: int | None = None, rate: int | None
     return WindowSpec(frames or backend.arch.frames, rate or backend.arch.sample_rate, stride)
 
 
-def check_window_shape(backend: Backend, spec: WindowSpec, crop: str) -> None:
+def check_window_shape(backend: Backend, spec: WindowSpec, crop: str | CropSpec) -> None:
     """Raise :class:`~nlconvert.errors.InputShapeError` if the network cannot take a window
     (e.g. too few frames for the architecture), before any video is decoded."""
-    backend.arch.check_clip((1, 3, spec.frames, 256, 256), "clip")
-    if crop not in CROPS:
-        raise VideoError(f"--crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    crops = CropSpec.make(crop)
+    size = crops.size or CROP
+    backend.arch.check_clip((1, 3, spec.frames, size, size), "clip")
+
+
+def check_layer(layer: str, *, spatial: bool = False) -> None:
+    """Raise a one-line :class:`~nlconvert.errors.VideoError` for a layer that cannot be written."""
+    if layer not in FEATURE_LAYERS:
+        raise VideoError(f"unknown layer {layer!r}; layers: {', '.join(FEATURE_LAYERS)}")
+    if spatial and layer not in SPATIAL_LAYERS:
+        raise VideoError(f"--spatial keeps the positions of {' or '.join(SPATIAL_LAYERS)}; "
+                         f"--layer {layer} is pooled (or has no positions)")
+
+
+def window_features(backend: Backend, pixels: np.ndarray, layer: str, *,
+                    spatial: bool = False) -> np.ndarray:
+    """Features of a batch of windows' uint8 pixels: ``B x 3 x L x H x W`` gives
+    ``B x C`` (``B x C x t x h x w`` with `spatial`); ``B x K x 3 x L x S x S`` (K crops) gives
+    ``B x K x C`` (``B x K x C x t x h x w``). The crops of all windows go through the network
+    together, in batches of ``backend.batch_size`` clips."""
+    lead = pixels.shape[:-4]  # (B,) or (B, K)
+    clips = normalize(pixels.reshape(-1, *pixels.shape[-4:]))
+    if spatial:
+        values = backend.feature_maps(clips, layer)
+    else:
+        values = backend.features(clips, [layer])[layer]
+    return values.reshape(*lead, *values.shape[1:])
 
 
 def _as_items(videos: Iterable[str | Path | tuple[str, str | Path]]) -> list[tuple[str, str]]:
@@ -134,7 +163,8 @@ def extract_features(
     frames: int | None = None,
     rate: int | None = None,
     fps: str | float | Fraction | None = None,
-    crop: str = "center",
+    crop: str | CropSpec = "center",
+    spatial: bool = False,
     workers: int = 0,
     check: bool = False,
     on_batch: Callable[[int], None] | None = None,
@@ -143,28 +173,34 @@ def extract_features(
 
     `layer`: one of ``FEATURE_LAYERS``. `frames`/`rate`: the window (default: the model's
     training clip); `stride`: frames between window starts; `fps`: resample first; `crop`:
-    ``center`` (the protocol's 256 x 256) or ``none``. `workers`: decoding processes (0:
-    decode here). `check`: run the first batch on the torch backend too and stop beyond the
-    backend's stated tolerance. `on_batch(n)` is called after each batch of n windows.
+    ``center`` (the protocol's 256 x 256), ``three``, ``ten`` or ``none``, or a
+    :class:`~nlconvert.video.crops.CropSpec` with another size: ``three``/``ten`` add a crops
+    axis after the windows. `spatial`: keep the positions of ``res4``/``res5``
+    (``C x t x h x w`` per clip). `workers`: decoding processes (0: decode here). `check`:
+    run the first batch on the torch backend too and stop beyond the backend's stated
+    tolerance. `on_batch(n)` is called after each batch of n windows.
     """
-    if layer not in FEATURE_LAYERS:
-        raise VideoError(f"unknown layer {layer!r}; layers: {', '.join(FEATURE_LAYERS)}")
+    check_layer(layer, spatial=spatial)
+    crops = CropSpec.make(crop)
     spec = window_spec(backend, frames=frames, rate=rate, stride=stride)
-    check_window_shape(backend, spec, crop)
-    produce = partial(stream_windows, spec=spec, fps=parse_fps(fps), crop=crop)
+    check_window_shape(backend, spec, crops)
+    produce = partial(stream_windows, spec=spec, fps=parse_fps(fps), crop=crops)
     assembler = FeatureAssembler()
     batches: dict[tuple[int, ...], list[Window]] = {}  # windows waiting, by pixel shape
     state = {"check": check}
+    # Crops are batched with windows: a batch holds about batch_size clips.
+    per_batch = max(1, backend.batch_size // crops.count)
 
     def run(batch: list[Window]) -> Iterator[VideoFeatures]:
         batch = [w for w in batch if not assembler.failed(w.key)]
         if not batch:
             return
-        clips = normalize(np.stack([w.pixels for w in batch]))
+        pixels = np.stack([w.pixels for w in batch])
         if state["check"]:
-            backend.check(clips[:backend.batch_size], "clip")
+            first = normalize(pixels.reshape(-1, *pixels.shape[-4:])[:backend.batch_size])
+            backend.check(first, "clip")
             state["check"] = False
-        values = backend.features(clips, [layer])[layer]
+        values = window_features(backend, pixels, layer, spatial=spatial)
         if on_batch is not None:
             on_batch(len(batch))
         for key in dict.fromkeys(w.key for w in batch):
@@ -175,10 +211,10 @@ def extract_features(
         if isinstance(message, Window):
             queue = batches.setdefault(message.pixels.shape, [])
             queue.append(message)
-            if len(queue) >= backend.batch_size:
+            if len(queue) >= per_batch:
                 del batches[message.pixels.shape]
                 yield from run(queue)
-            elif sum(map(len, batches.values())) > MAX_WAITING_BATCHES * backend.batch_size:
+            elif sum(map(len, batches.values())) > MAX_WAITING_BATCHES * per_batch:
                 # Windows of many sizes (--crop none): run the fullest part-batch rather than
                 # hold windows (and their videos' results) without bound.
                 shape = max(batches, key=lambda s: len(batches[s]))

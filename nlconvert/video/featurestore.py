@@ -3,18 +3,22 @@
 Layout of ``DIR``:
 
 * ``features.json``: the settings every file in the folder was made with (model SHA-256,
-  layer, window, fps, crop, dtype, format, backend). A run with other settings is refused
+  layer, window, fps, crop and crop size, spatial, dtype, format, backend). A run with other settings is refused
   unless ``--force``, which clears what an earlier run wrote (and only that).
 * ``<relative path>.npy`` per video (``a/b.mp4`` under a folder or root -> ``DIR/a/b.npy``;
   a file given directly -> ``DIR/b.npy``): ``windows x channels``, float32 or float16,
-  written atomically. With ``--format h5`` they are kept under ``DIR/.parts/`` and gathered
-  into ``DIR/features.h5`` (one dataset per video path, the window starts and times as its
+  written atomically; ``windows x crops x channels`` with ``--crop three|ten``; with
+  ``--spatial`` each clip's ``channels x t x h x w`` instead of ``channels``. With
+  ``--format h5`` they are kept under ``DIR/.parts/`` and gathered into ``DIR/features.h5``
+  (one dataset per video path, the window starts and times, and the crops as JSON, as its
   attributes) when the run ends.
 * ``index.jsonl``: one JSON object per line and video, appended (and flushed to disk) after
   the video's file is in place: ``path``, ``key``, ``status`` (``ok``/``failed``),
   ``feature_file``, ``frames``, ``decoded_frames``, ``fps``, ``windows``,
-  ``window_start_frame``, ``window_start_s``, ``window_end_s``, ``layer``, ``backend``,
-  ``model_sha256``, ``error`` and ``kind``. The last line for a key wins.
+  ``window_start_frame``, ``window_start_s``, ``window_end_s``, ``channels``, ``shape``,
+  ``crops`` (each crop's ``name``, ``h_off``, ``w_off`` and ``flip``, in the order of the
+  crops axis), ``layer``, ``backend``, ``model_sha256``, ``error`` and ``kind``. The last
+  line for a key wins.
 
 A video counts as done when the index has its line (and, when it succeeded, its file is
 there); a rerun after a crash, Ctrl-C or SIGKILL skips those and computes the rest. A line
@@ -65,6 +69,9 @@ class FeatureSettings:
     dtype: str
     format: str
     backend: str  # name/precision, e.g. "onnx/fp32"
+    # Added with multi-crop and spatial features; a folder written before has the defaults.
+    crop_size: int | None = 256  # None with crop "none"
+    spatial: bool = False
 
     def differences(self, other: FeatureSettings) -> list[str]:
         """``name: theirs -> ours`` for each setting that differs."""
@@ -151,7 +158,10 @@ class FeatureStore:
         if not path.exists():
             return None
         try:
-            return FeatureSettings(**json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and "crop_size" not in data:  # written before --crop-size
+                data["crop_size"] = None if data.get("crop") == "none" else 256
+            return FeatureSettings(**data)
         except (ValueError, TypeError) as exc:
             raise FeatureDirError(f"{path}: not a features settings file ({exc})") from None
 
@@ -244,7 +254,9 @@ class FeatureStore:
             "window_start_frame": summary.starts if ok else [],
             "window_start_s": [round(t, 6) for t in summary.start_s] if ok else [],
             "window_end_s": [round(t, 6) for t in summary.end_s] if ok else [],
-            "channels": int(features.shape[1]) if ok and features is not None else None,
+            "channels": _channels(features, self.settings) if ok else None,
+            "shape": list(features.shape) if ok and features is not None else None,
+            "crops": summary.crops if ok else [],
             "layer": self.settings.layer, "backend": self.settings.backend,
             "model_sha256": self.settings.model_sha256,
             "error": None if ok else " ".join((summary.error or "no features").split()),
@@ -284,8 +296,18 @@ class FeatureStore:
                     ds.attrs[name] = np.asarray(row[name])
                 ds.attrs["fps"] = row["fps"]
                 ds.attrs["path"] = row["path"]
+                if row.get("crops"):
+                    ds.attrs["crops"] = json.dumps(row["crops"])
         shutil.rmtree(parts, ignore_errors=True)
         return target
+
+
+def _channels(features: np.ndarray | None, settings: FeatureSettings) -> int | None:
+    """The channels of a ``windows x [crops x] channels [x t x h x w]`` array."""
+    if features is None:
+        return None
+    stacked = settings.crop in ("three", "ten")
+    return int(features.shape[2 if stacked else 1])
 
 
 def _datasets(group: Any, prefix: str = "") -> Iterator[str]:

@@ -18,18 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VideoError
+from .crops import CROP_KINDS, CropSpec
 from .decode import StreamInfo, TimedFrame, VideoFileError, iter_timed_frames
-from .protocol import CROP, crop_clip, crop_offsets
 from .windows import WindowSpec, resample_stream
 
-#: ``--crop``: ``center`` is the test protocol's centre 256 x 256 crop; ``none`` keeps the
+#: ``--crop`` choices (:mod:`.crops`): ``center`` is the test protocol's centre crop,
+#: ``three`` its three crops, ``ten`` the ten-crop of the feature literature, ``none`` the
 #: whole resized frame (the network is fully convolutional).
-CROPS = ("center", "none")
+CROPS = CROP_KINDS
 
 
 @dataclass
 class Window:
-    """The pixels of one window: 3 x L x H x W uint8 RGB (not normalised)."""
+    """The pixels of one window: 3 x L x H x W uint8 RGB (not normalised), or
+    K x 3 x L x S x S for the K crops of ``--crop three|ten``."""
 
     key: str
     index: int  # k: the window's position in its video
@@ -53,6 +55,7 @@ class VideoSummary:
     source_size: tuple[int, int] = (0, 0)
     resized_size: tuple[int, int] = (0, 0)
     max_kept_frames: int = 0
+    crops: list[dict[str, object]] = field(default_factory=list)  # the CropBox of each crop
     seconds: float = 0.0
     error: str | None = None  # one line
     kind: str | None = None  # failure kind, for counting
@@ -62,23 +65,22 @@ class VideoSummary:
         return self.error is None
 
 
-def _cut(frames: dict[int, np.ndarray], indices: list[int], crop: str) -> np.ndarray:
-    clip = np.stack([frames[i] for i in indices])  # L x H x W x 3
-    if crop == "none":
-        return np.ascontiguousarray(clip.transpose(3, 0, 1, 2))
-    h, w = clip.shape[1:3]
-    (h_off, w_off), = crop_offsets(h, w, 1, CROP)
-    return crop_clip(clip, h_off, w_off, CROP)
+def _cut(frames: dict[int, np.ndarray], indices: list[int], crop: CropSpec,
+         summary: VideoSummary) -> np.ndarray:
+    pixels, boxes = crop.cut(np.stack([frames[i] for i in indices]))  # from L x H x W x 3
+    if not summary.crops:
+        summary.crops = [b.to_dict() for b in boxes]
+    return pixels
 
 
 def stream_windows(key: str, path: str | Path, spec: WindowSpec, *,
-                   fps: Fraction | None = None, crop: str = "center"
+                   fps: Fraction | None = None, crop: str | CropSpec = "center"
                    ) -> Iterator[Window | VideoSummary]:
     """The windows of one video, then its summary (see the module doc). A video that cannot
     be decoded yields only a summary with the reason; windows already yielded by a video
-    that fails later must be discarded by the consumer (the summary says it failed)."""
-    if crop not in CROPS:
-        raise VideoError(f"--crop must be one of {', '.join(CROPS)}, not {crop!r}")
+    that fails later must be discarded by the consumer (the summary says it failed).
+    `crop`: a :class:`~nlconvert.video.crops.CropSpec` or a kind at its default size."""
+    crops = CropSpec.make(crop)
     started = time.perf_counter()
     summary = VideoSummary(key, str(path))
     info = StreamInfo(Fraction(0))
@@ -88,7 +90,7 @@ def stream_windows(key: str, path: str | Path, spec: WindowSpec, *,
             out: Iterator[tuple[int, TimedFrame]] = resample_stream(decoded, lambda f: f.time, fps)
         else:
             out = ((f.index, f) for f in decoded)
-        yield from _cut_windows(summary, out, spec, fps, crop)
+        yield from _cut_windows(summary, out, spec, fps, crops)
         summary.decoded_frames = info.frames
         summary.source_size = info.source_size
         rate = fps if fps is not None else info.rate
@@ -106,7 +108,7 @@ def stream_windows(key: str, path: str | Path, spec: WindowSpec, *,
 
 
 def _cut_windows(summary: VideoSummary, frames: Iterator[tuple[int, TimedFrame]],
-                 spec: WindowSpec, fps: Fraction | None, crop: str) -> Iterator[Window]:
+                 spec: WindowSpec, fps: Fraction | None, crop: CropSpec) -> Iterator[Window]:
     """Keep the frames later windows need, cut each window when its last frame arrives."""
     kept: dict[int, np.ndarray] = {}
     times: list[float] = []
@@ -125,7 +127,7 @@ def _cut_windows(summary: VideoSummary, frames: Iterator[tuple[int, TimedFrame]]
         while next_k * spec.stride + spec.span - 1 == j:
             start = next_k * spec.stride
             indices = spec.indices(start, j + 1)
-            yield Window(summary.key, next_k, start, _cut(kept, indices, crop))
+            yield Window(summary.key, next_k, start, _cut(kept, indices, crop, summary))
             _record(summary, start, indices, times)
             next_k += 1
             for index in [i for i in kept if not spec.needed_after(i, next_k * spec.stride)]:
@@ -136,7 +138,7 @@ def _cut_windows(summary: VideoSummary, frames: Iterator[tuple[int, TimedFrame]]
     summary.frames = last + 1
     if summary.frames < spec.span:  # a short video: one window at frame 0, wrapping around
         indices = spec.indices(0, summary.frames)
-        yield Window(summary.key, 0, 0, _cut(kept, indices, crop))
+        yield Window(summary.key, 0, 0, _cut(kept, indices, crop, summary))
         _record(summary, 0, indices, times)
     assert summary.starts == spec.starts(summary.frames)
 
