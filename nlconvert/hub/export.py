@@ -55,6 +55,7 @@ def export_hub(
     *,
     license: str | None = None,
     onnx: bool = False,
+    arch_name: str | None = None,
     parity: bool = True,
     parity_frames: int | None = None,
     parity_size: int | None = None,
@@ -62,7 +63,7 @@ def export_hub(
     log: Callable[[str], None] | None = print,
 ) -> HubExport:
     """Write the hub folder `out` of `model` (a Caffe2 ``.pkl``/``.pb``, a ``.pt``/``.safetensors``
-    or another hub folder).
+    or another hub folder; `arch_name` for a Caffe2 file whose name and blobs do not say it).
 
     `license`: the card's licence (default: ``cc-by-nc-4.0`` for a checkpoint of the official
     zoo, known by its released file name; ``other`` for anything else). `parity`: check the
@@ -75,7 +76,8 @@ def export_hub(
     if target.exists() and not force:
         check_writable(target, force)  # the one-line "output exists" error, before the work
     say = log or (lambda _m: None)
-    net = load_model(source)
+    convert_kw = {"arch_name": arch_name} if arch_name else {}
+    net = load_model(source, **convert_kw)
     zoo = official_checkpoint(net.arch, dict(net.provenance))
     chosen = license or (ZOO_LICENSE if zoo is not None else "other")
     names = net.class_names
@@ -90,7 +92,7 @@ def export_hub(
         "published_accuracy": ({"file": zoo.file, "top1": zoo.top1, "top5": zoo.top5,
                                 "protocol": "Kinetics-400 val, 30 views (official README)"}
                                if zoo is not None and zoo.top1 is not None else None),
-        "parity": _parity(source, parity, parity_frames, parity_size, say),
+        "parity": _parity(source, arch_name, parity, parity_frames, parity_size, say),
     }
     with atomic_folder(target, force) as tmp:
         if onnx:
@@ -107,12 +109,12 @@ def export_hub(
                      extra.get("onnx", {}).get("checks", []))
 
 
-def _parity(source: Path, enabled: bool, frames: int | None, size: int | None,
-            say: Callable[[str], None]) -> dict[str, Any]:
+def _parity(source: Path, arch_name: str | None, enabled: bool, frames: int | None,
+            size: int | None, say: Callable[[str], None]) -> dict[str, Any]:
     """The parity entry of config.json; raises :class:`ParityError` when the check fails."""
     if not enabled:
         return {"checked": False}
-    result = run_parity(source, frames=frames, size=size)
+    result = run_parity(source, arch_name=arch_name, frames=frames, size=size)
     worst = max(result.rows, key=lambda r: r.max_rel_err)
     final = [r for r in result.rows if r.name == "pred"] or result.rows[-1:]
     entry = {
