@@ -241,7 +241,8 @@ def _one_line_cli_error(capsys: pytest.CaptureFixture[str], args: list[str], *ne
 
 def test_bad_folders_are_one_line_errors(made, tmp_path, capsys):
     missing = _bad_copy(made, tmp_path, "missing")
-    _one_line_cli_error(capsys, ["parity", str(missing)], "no model.safetensors")
+    for command in (["parity", str(missing)], ["predict", str(missing), str(made["pkl"])]):
+        _one_line_cli_error(capsys, command, "no model.safetensors")
     with pytest.raises(HubError, match="no model.safetensors"):
         nlconvert.NLResNet.from_pretrained(missing)
     empty = tmp_path / "empty"
@@ -282,7 +283,7 @@ def test_hubconf_has_an_entry_per_video_architecture_and_does_no_work_at_import(
 
 def test_torch_hub_load_weights(made):
     pt = nlconvert.load_model(made["pt"])
-    for weights in (made["folder"], made["pt"], made["pkl"]):
+    for weights in (made["folder"], made["pt"]):  # a .pkl: the pretrained tests below
         model = torch.hub.load(str(REPO), ARCH, source="local", weights=str(weights))
         assert _states_equal(model, pt) and model.head_mode == "clip"
     tuned = torch.hub.load(str(REPO), ARCH, source="local", weights=str(made["folder"]),
@@ -367,6 +368,7 @@ def test_pretrained_without_a_released_checkpoint_is_refused():
         torch.hub.load(str(REPO), unreleased, source="local", pretrained=True)
 
 
+@pytest.mark.slow
 def test_hubconf_dependencies_are_what_loading_imports(made):
     """`dependencies`: every third-party package a torch.hub load imports beyond torch's own,
     and nothing that loading does not import."""

@@ -144,9 +144,16 @@ def read_model_file(path: str | Path) -> ModelFile:
 
 
 def model_file_sha256(path: str | Path) -> str:
-    """SHA-256 identifying a model's weights: the file's, or a hub folder's safetensors."""
+    """SHA-256 identifying a model (a cache key): the file's; for a hub folder, that of its
+    config's and weights' hashes (class names live in the config)."""
     p = Path(path)
-    return file_sha256(p / hubfolder.WEIGHTS_NAME if hubfolder.is_hub_folder(p) else p)
+    if not hubfolder.is_hub_folder(p):
+        return file_sha256(p)
+    import hashlib
+
+    hubfolder.read_hub_config(p)  # the folder's one-line errors before any hashing
+    parts = (file_sha256(p / hubfolder.CONFIG_NAME), file_sha256(hubfolder.weights_file(p)))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def save_model(model: NLResNet, out: str | Path, provenance: Mapping[str, Any] | None = None,

@@ -63,8 +63,8 @@ def model_card(config: Mapping[str, Any], *, repo_name: str, license: str, datas
              f"checkpoint's own, renamed and reshaped only; nothing was retrained.", "",
              "## The network", "",
              f"- {config['description']}",
-             f"- ResNet-{arch['depth']}, {arch['family'].upper() or '?'} ({'3-D' if arch['family'] == 'i3d' else '2-D'} "
-             f"convolutions in time), {arch['stem']} stem, {arch['norm'].upper()} normalisation"
+             f"- ResNet-{arch['depth']}, {arch['family'].upper() or '?'} ({_temporal(arch)}), "
+             f"{arch['stem']} stem, {arch['norm'].upper()} normalisation"
              + (f", non-local blocks after {_nl(arch)}" if _nl(arch) else ", no non-local block"),
              f"- Clips of {config['frames']} frames sampled every {config['sample_rate']} frames; "
              f"{config['num_classes']} classes (`id2label` in config.json)",
@@ -105,6 +105,12 @@ def model_card(config: Mapping[str, Any], *, repo_name: str, license: str, datas
              "## Licence", "",
              _license_text(license), ""]
     return "\n".join(parts)
+
+
+def _temporal(arch: Mapping[str, Any]) -> str:
+    if any(u for stage in arch["temporal_convs"] for u in stage) or arch["conv1_temporal"]:
+        return "convolution kernels inflated in time"
+    return "2-D convolutions: time mixed only by pooling and non-local blocks"
 
 
 def _nl(arch: Mapping[str, Any]) -> str:

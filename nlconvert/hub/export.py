@@ -76,7 +76,7 @@ def export_hub(
     if target.exists() and not force:
         check_writable(target, force)  # the one-line "output exists" error, before the work
     say = log or (lambda _m: None)
-    convert_kw = {"arch_name": arch_name} if arch_name else {}
+    convert_kw: dict[str, Any] = {"arch_name": arch_name} if arch_name else {}
     net = load_model(source, **convert_kw)
     zoo = official_checkpoint(net.arch, dict(net.provenance))
     chosen = license or (ZOO_LICENSE if zoo is not None else "other")

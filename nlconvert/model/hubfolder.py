@@ -104,6 +104,14 @@ def is_hub_folder(path: str | Path) -> bool:
     return Path(path).is_dir()
 
 
+def weights_file(folder: str | Path) -> Path:
+    """The folder's ``model.safetensors``; a one-line error when it is not there."""
+    weights = Path(folder) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise HubError(f"{folder}: no {WEIGHTS_NAME} in the hub folder")
+    return weights
+
+
 def read_hub_config(folder: str | Path) -> HubFolder:
     """The architecture, class names and provenance of a hub folder (weights not read)."""
     path = Path(folder)
@@ -125,9 +133,7 @@ def read_hub_folder(folder: str | Path) -> HubFolder:
     """Everything in a hub folder, the weights included (shapes are checked by the caller,
     which knows the module: :func:`check_shapes`)."""
     info = read_hub_config(folder)
-    weights = info.path / WEIGHTS_NAME
-    if not weights.is_file():
-        raise HubError(f"{info.path}: no {WEIGHTS_NAME} in the hub folder")
+    weights = weights_file(info.path)
     from safetensors.torch import load_file
 
     try:
