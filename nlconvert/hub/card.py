@@ -85,6 +85,9 @@ def model_card(config: Mapping[str, Any], *, repo_name: str, license: str, datas
              f"nlconvert predict {repo_name} video.mp4              # the paper's 30-view test",
              f"nlconvert export-mmaction2 {repo_name} mm/          # mmaction2 config + checkpoint",
              "```", "",
+             "In mmaction2, after `export-mmaction2`: `mmaction.apis.init_recognizer(\"mm/<name>.py\", "
+             "\"mm/<name>.pth\")` builds the same network (see nlconvert's README, \"Loading these "
+             "checkpoints elsewhere\").", "",
              "## Input and test protocol (exactly as the official code)", "",
              f"- Input `N x 3 x T x H x W`, float32, {inp['channels']} in [{inp['value_range'][0]}, "
              f"{inp['value_range'][1]}], normalised as (pixel - {inp['mean'][0]}) / {inp['std'][0]} "
