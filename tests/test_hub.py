@@ -180,6 +180,13 @@ def test_from_pretrained_repo_id_offline_is_one_line(tmp_path):
     assert "\n" not in str(exc.value) and "nobody/no-such-nlconvert-model" in str(exc.value)
 
 
+def test_without_huggingface_hub_a_repo_id_is_a_clear_error_and_a_folder_still_loads(made, monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
+    with pytest.raises(HubError, match=r"pip install 'nlconvert\[hub\]'"):
+        nlconvert.NLResNet.from_pretrained("me/i3d-nonlocal-8x8-kinetics400")
+    assert nlconvert.NLResNet.from_pretrained(made["folder"]).arch.name == ARCH
+
+
 def test_backends_and_commands_take_a_hub_folder(made, tmp_path, capsys):
     folder = str(made["folder"])
     clip = np.random.default_rng(0).standard_normal((1, 3, 8, 64, 64)).astype(np.float32)

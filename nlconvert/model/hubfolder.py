@@ -84,8 +84,7 @@ def hub_config(arch: ArchSpec, class_names: list[str] | None, provenance: Mappin
 
 def write_weights(state_dict: Mapping[str, torch.Tensor], folder: Path) -> Path:
     """``model.safetensors`` of a state dict in `folder` (a folder being assembled)."""
-    from safetensors.torch import save_file
-
+    save_file = _safetensors_torch().save_file
     # safetensors refuses tensors that share memory or are not contiguous.
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
@@ -134,13 +133,21 @@ def read_hub_folder(folder: str | Path) -> HubFolder:
     which knows the module: :func:`check_shapes`)."""
     info = read_hub_config(folder)
     weights = weights_file(info.path)
-    from safetensors.torch import load_file
-
+    load_file = _safetensors_torch().load_file
     try:
         info.state_dict = dict(load_file(str(weights)))
     except Exception as exc:  # safetensors raises its own error types for a broken file
         raise HubError(f"{weights}: not a readable safetensors file ({exc.__class__.__name__})") from None
     return info
+
+
+def _safetensors_torch() -> Any:
+    """``safetensors.torch``, or a one-line error naming the extra to install."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise HubError("hub folders need safetensors: pip install 'nlconvert[hub]'") from None
+    return safetensors.torch
 
 
 def check_shapes(expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor],
