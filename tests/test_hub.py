@@ -187,6 +187,34 @@ def test_without_huggingface_hub_a_repo_id_is_a_clear_error_and_a_folder_still_l
     assert nlconvert.NLResNet.from_pretrained(made["folder"]).arch.name == ARCH
 
 
+def test_push_to_hub_uploads_the_save_pretrained_folder(made, tmp_path, monkeypatch):
+    """Through huggingface_hub's HfApi (a recording stand-in: nothing here reaches the Hub)."""
+    import types
+
+    calls: list[tuple[str, object]] = []
+
+    class Api:
+        def __init__(self, token: str | None = None) -> None:
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id: str, **kw: object) -> None:
+            calls.append(("create", (repo_id, kw["exist_ok"], kw["repo_type"])))
+
+        def upload_folder(self, *, repo_id: str, folder_path: str, commit_message: str) -> object:
+            folder = Path(folder_path)
+            uploaded = nlconvert.NLResNet.from_pretrained(folder)
+            calls.append(("upload", (repo_id, sorted(p.name for p in folder.iterdir()), uploaded)))
+            return types.SimpleNamespace(commit_url=f"https://hub.example/{repo_id}/commit/1")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=Api))
+    model = nlconvert.NLResNet.from_pretrained(made["folder"])
+    model.save_pretrained(tmp_path / "me-model", push_to_hub=True, token="t")
+    assert calls[:2] == [("token", "t"), ("create", ("me-model", True, "model"))]
+    repo, files, uploaded = calls[2][1]  # type: ignore[misc]
+    assert repo == "me-model" and files == ["config.json", "model.safetensors"]
+    assert _states_equal(uploaded, model)
+
+
 def test_backends_and_commands_take_a_hub_folder(made, tmp_path, capsys):
     folder = str(made["folder"])
     clip = np.random.default_rng(0).standard_normal((1, 3, 8, 64, 64)).astype(np.float32)

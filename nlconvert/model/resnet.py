@@ -276,16 +276,22 @@ class NLResNet(nn.Module):
         return model.eval()
 
     def save_pretrained(self, save_directory: str | Path, *, force: bool = False,
-                        config_extra: dict[str, Any] | None = None) -> Path:
+                        config_extra: dict[str, Any] | None = None, push_to_hub: bool = False,
+                        repo_id: str | None = None, token: str | None = None,
+                        private: bool | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` to `save_directory`, the whole folder
-        at once (an existing one is replaced only with `force`). ``nlconvert export-hub``
-        writes the same folder with a model card, a parity check and optionally ONNX."""
+        at once (an existing one is replaced only with `force`); `push_to_hub`: then upload
+        it to `repo_id` (default: the folder's name), as :meth:`push_to_hub`.
+        ``nlconvert export-hub`` writes the same folder with a model card, a parity check and
+        optionally ONNX."""
         from .._atomic import atomic_folder
         from .hubfolder import hub_config, write_config, write_weights
 
         with atomic_folder(save_directory, force) as tmp:
             write_config(hub_config(self.arch, self.class_names, self.provenance, config_extra), tmp)
             write_weights(self.state_dict(), tmp)
+        if push_to_hub:
+            self.push_to_hub(repo_id or Path(save_directory).name, token=token, private=private)
         return Path(save_directory)
 
     def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
