@@ -480,7 +480,7 @@ def open_backend(model: str | Path | NLResNet, backend: str = "auto", *, device:
 
 
 def _model_sha256(path: Path) -> str:
-    """The cache key of a model on disk: the file's hash (a hub folder: its weights')."""
+    """The cache key of a model on disk: its file's hash (a hub folder: config and weights)."""
     if is_model_path(path):
         from ..convert.modelfile import model_file_sha256
 
