@@ -234,6 +234,16 @@ def test_backends_and_commands_take_a_hub_folder(made, tmp_path, capsys):
     assert "PASS" in capsys.readouterr().out
 
 
+def test_predict_on_a_hub_folder(made, tmp_path, capsys):
+    pytest.importorskip("av")
+    import videos as V
+
+    video = V.make_video(tmp_path / "v.mp4", 320, 256, 16)
+    assert cli.main(["predict", str(made["folder"]), str(video), "--views", "1x1", "--backend", "torch",
+                     "--json", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())[0]["topk"]
+
+
 @pytest.mark.slow
 def test_video_commands_and_onnx_on_a_hub_folder(made, tmp_path, capsys):
     pytest.importorskip("av")
@@ -242,7 +252,6 @@ def test_video_commands_and_onnx_on_a_hub_folder(made, tmp_path, capsys):
 
     folder = str(made["folder"])
     video = V.make_video(tmp_path / "v.mp4", 320, 256, 16)
-    assert cli.main(["predict", folder, str(video), "--views", "1x1", "--backend", "torch"]) == 0
     assert cli.main(["features", folder, str(video), "--out", str(tmp_path / "f"),
                      "--backend", "torch"]) == 0
     (tmp_path / "list.txt").write_text(f"{video} 0\n")
