@@ -7,6 +7,8 @@ The public API (importing ``nlconvert`` is cheap: each name loads its module on 
     model = nlconvert.load_model("model.pt")                  # or a Caffe2 .pkl, converted
     model = nlconvert.convert_checkpoint("model.pkl")         # in memory
     nlconvert.convert_file("model.pkl", "model.pt")           # to a file
+    nlconvert.export_hub("model.pkl", "hub/my-model")         # a Hugging Face model folder
+    model = nlconvert.NLResNet.from_pretrained("hub/my-model")  # or "owner/repo" (the [hub] extra)
     result = nlconvert.run_parity("model.pkl", onnx_path="model.onnx")
     report = nlconvert.export_onnx(model, "model.onnx", head="fully_conv")
     backend = nlconvert.open_backend("model.pt", backend="auto")
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from .arch import ArchSpec, get_arch
     from .attention import attention_maps
     from .convert import convert_checkpoint, convert_file, load_model, save_model
+    from .hub import export_hub
+    from .model import NLResNet
     from .parity import run_parity
     from .runtime.backends import Backend, open_backend
     from .runtime.onnx_export import export_onnx
@@ -44,6 +48,8 @@ _API = {
     "load_model": "convert",
     "save_model": "convert",
     "run_parity": "parity",
+    "NLResNet": "model",
+    "export_hub": "hub",
     "Backend": "runtime.backends",
     "open_backend": "runtime.backends",
     "export_onnx": "runtime.onnx_export",
@@ -56,11 +62,13 @@ _API = {
 __all__ = [
     "ArchSpec",
     "Backend",
+    "NLResNet",
     "__version__",
     "attention_maps",
     "convert_checkpoint",
     "convert_file",
     "evaluate",
+    "export_hub",
     "export_onnx",
     "extract_features",
     "get_arch",
@@ -86,6 +94,6 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
     if name in ("video", "runtime", "arch", "io", "convert", "model", "parity", "reference",
-                "synthetic"):
+                "synthetic", "hub"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nlconvert' has no attribute {name!r}")

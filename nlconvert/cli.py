@@ -36,6 +36,7 @@ COMMANDS = {
     "parity": "parity",
     "export-caffe2": "export_caffe2",
     "export-onnx": "export_onnx",
+    "export-hub": "export_hub",
     "run": "run",
     "bench": "bench",
     "predict": "predict",

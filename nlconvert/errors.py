@@ -55,3 +55,7 @@ class ParityError(NLConvertError):
     """Outputs differ beyond tolerance."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class HubError(NLConvertError):
+    """A hub folder, repository or download cannot be used (missing file, bad config, network)."""

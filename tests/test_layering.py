@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"runtime"},  # backends, ONNX export and sessions, fast paths, bench
     {"attention"},  # non-local attention weights recorded from the model, pictures
     {"parity", "video"},  # layer-by-layer checks; videos, evaluate, features
-    {"cluster", "demo"},  # Ray pipelines; the end-to-end demo
+    {"cluster", "demo", "hub"},  # Ray pipelines; the end-to-end demo; hub folders, torch.hub
     {"commands"},  # the command line's sub-commands
     {"cli"},
     {"__init__"},  # the public API facade

@@ -12,12 +12,12 @@ from .options import (
     comma_list,
     debug_option,
     device_option,
-    existing_file,
     force_option,
     frames_option,
     head_option,
     human_stream,
     json_option,
+    model_input,
     no_compile_option,
     size_option,
     threads_option,
@@ -35,7 +35,7 @@ def _ints(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]
 
 
 @click.command("bench", short_help="Time the backends and their errors against torch fp32.")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.option("--backend", "backends", default=",".join(BACKENDS[1:]), show_default=True,
               callback=comma_list(BACKENDS[1:]), metavar="NAMES",
               help="Comma-separated backends to time (torch is always timed: the reference).")

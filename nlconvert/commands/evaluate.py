@@ -18,6 +18,7 @@ from .options import (
     frames_option,
     human_stream,
     json_option,
+    model_input,
     output_path,
     rate_option,
     ray_options,
@@ -29,7 +30,7 @@ from .options import (
 
 
 @click.command("evaluate", short_help="Evaluate on a video list (vallist.txt or Kinetics CSV), resumably.")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.option("--list", "list_path", required=True, type=existing_file(), metavar="FILE",
               help="vallist.txt ('<path> <label index>' per line) or a Kinetics CSV "
                    "(label,youtube_id,time_start,time_end,split).")
@@ -65,7 +66,7 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     count as wrong in the official accuracy. With --ray the videos are decoded by Ray tasks and
     scored by model actors across a cluster; this process still writes the database alone."""
     from .._atomic import atomic_write_text, check_writable
-    from .._hashing import file_sha256
+    from ..convert.modelfile import model_file_sha256
     from ..errors import EXIT_OK
     from ..video import evaluate as ev
     from ..video.protocol import Views
@@ -84,7 +85,7 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
                               out=human)
     entries = ev.read_list(list_path, root, runner.class_names)
     config = RunConfig(
-        model_sha256=runner.model_sha256 or file_sha256(model), model_path=str(model),
+        model_sha256=runner.model_sha256 or model_file_sha256(model), model_path=str(model),
         arch=runner.arch.name, views=str(v), frames=frames or runner.arch.frames,
         rate=rate or runner.arch.sample_rate,
         num_classes=len(runner.class_names) if runner.class_names else runner.arch.num_classes,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import debug_option, existing_file, force_option, head_option, layouts_choice, output_path
+from .options import debug_option, force_option, head_option, layouts_choice, model_input, output_path
 
 
 def _shape(_ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...] | None) -> object:
@@ -27,7 +27,7 @@ def _shape(_ctx: click.Context, _param: click.Parameter, value: str | tuple[str,
 
 
 @click.command("export-onnx", short_help="Export a model to ONNX and check it in ONNX Runtime.")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.option("-o", "--output", callback=output_path((".onnx",)), metavar="FILE",
               help="Output .onnx (default: beside the model).")
 @head_option(help="clip: logits + pool5 + res4 outputs; fully_conv: the test head's "

@@ -16,6 +16,7 @@ from .options import (
     existing_file,
     force_option,
     frames_option,
+    model_input,
     plural,
     rate_option,
     ray_options,
@@ -26,7 +27,7 @@ from .options import (
 
 
 @click.command("features", short_help="Extract dense clip features of videos (one .npy per video).")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from .options import arch_option, debug_option, existing_file, force_option, json_option
+from .options import arch_option, debug_option, existing_file, force_option, json_option, model_input
 
 
 @click.command("info", short_help="Describe a checkpoint, .pt or .onnx file; list the zoo.")
-@click.argument("model", type=existing_file(), required=False)
+@click.argument("model", type=model_input(), required=False)
 @click.option("--predict-net", type=existing_file(), metavar="FILE",
               help="The predict_net.pb beside an init_net.pb.")
 @arch_option(help="Check the blobs against this architecture.")
@@ -26,9 +26,9 @@ from .options import arch_option, debug_option, existing_file, force_option, jso
 def command(model: Path | None, predict_net: Path | None, arch: str | None, blobs: bool,
             list_archs: bool, json_path: str | None, force: bool) -> int:
     """Describe MODEL without converting it: a Caffe2 checkpoint (.pkl, init_net.pb: blobs,
-    detected architecture, what is ignored), a converted .pt/.safetensors or an exported
+    detected architecture, what is ignored), a converted .pt/.safetensors, a hub folder or an exported
     .onnx (architecture, head, classes, provenance). --list-archs prints the zoo."""
-    from ..convert.formats import MODEL_SUFFIXES, ONNX_SUFFIX
+    from ..convert.formats import ONNX_SUFFIX, is_model_path
     from ..errors import ArchitectureError
 
     if list_archs:
@@ -38,7 +38,7 @@ def command(model: Path | None, predict_net: Path | None, arch: str | None, blob
             for a in data["architectures"]]
     elif model is None:
         raise ArchitectureError("info needs a model file (or --list-archs)")
-    elif model.suffix.lower() in MODEL_SUFFIXES:
+    elif is_model_path(model):
         data, lines = _model_file(model)
     elif model.suffix.lower() == ONNX_SUFFIX:
         data, lines = _onnx_file(model)
@@ -77,7 +77,8 @@ def _model_file(path: Path) -> tuple[dict[str, Any], list[str]]:
     data = {"file": str(path), "kind": "nlconvert model", "arch": info.arch.to_dict(),
             "classes": len(info.class_names or []) or info.arch.num_classes,
             "class_names": info.class_names, "provenance": info.provenance}
-    lines = [f"file: {path}  (nlconvert model file)",
+    kind = "hub folder" if path.is_dir() else "nlconvert model file"
+    lines = [f"file: {path}  ({kind})",
              f"architecture: {info.arch.describe()}",
              f"classes: {data['classes']}" + (" (Kinetics-400 names)" if info.class_names else ""),
              *[f"provenance: {k} = {v}" for k, v in info.provenance.items()]]

@@ -240,6 +240,12 @@ def comma_list(choices: Sequence[str]) -> Callable[[click.Context, click.Paramet
     return parse
 
 
+def model_input() -> click.Path:
+    """A ``click.Path`` for the model a command reads: an existing file (``.pt``,
+    ``.safetensors``, ``.pkl``, ``.pb``, ``.onnx``) or a hub folder (``nlconvert export-hub``)."""
+    return click.Path(exists=True, file_okay=True, dir_okay=True, readable=True, path_type=Path)
+
+
 def existing_file(metavar: str = "FILE") -> click.Path:
     """A ``click.Path`` for an input file that must exist."""
     return click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)

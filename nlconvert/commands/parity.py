@@ -16,13 +16,14 @@ from .options import (
     head_option,
     human_stream,
     json_option,
+    model_input,
     output_path,
     size_option,
 )
 
 
 @click.command("parity", short_help="Compare the numpy Caffe2 reference, PyTorch and ONNX layer by layer.")
-@click.argument("checkpoint", type=existing_file())
+@click.argument("checkpoint", type=model_input())
 @click.option("--predict-net", type=existing_file(), metavar="FILE",
               help="Run this predict_net.pb as the reference net.")
 @arch_option()

@@ -13,11 +13,11 @@ from ._runner import get_runner
 from .options import (
     batch_size_option,
     debug_option,
-    existing_file,
     force_option,
     frames_option,
     human_stream,
     json_option,
+    model_input,
     output_path,
     plural,
     rate_option,
@@ -27,7 +27,7 @@ from .options import (
 
 
 @click.command("predict", short_help="Classify videos (10 clips x 3 crops, as the paper tested).")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @views_option
 @batch_size_option(help="Views per forward pass (default 6).")

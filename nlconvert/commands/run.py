@@ -13,6 +13,7 @@ from .options import (
     device_option,
     existing_file,
     force_option,
+    model_input,
     no_compile_option,
     output_path,
     threads_option,
@@ -20,7 +21,7 @@ from .options import (
 
 
 @click.command("run", short_help="Run a model (.onnx, .pt, .pkl) on a clip saved as .npy; print the top classes.")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.argument("clip", type=existing_file())
 @click.option("--head", type=click.Choice(HEADS), default=None,
               help="clip (logits) or fully_conv (probabilities); default: an .onnx file's own "

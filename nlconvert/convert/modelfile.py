@@ -3,6 +3,10 @@
 One payload, written as ``.pt`` (a dict of plain types and tensors, safe for
 ``torch.load(weights_only=True)``) or ``.safetensors`` (tensors; the rest as JSON metadata):
 the architecture, class names, input normalisation, provenance and the state dict.
+
+This is the one reader of model files: a folder given where a model file goes is a hub
+folder (``config.json`` + ``model.safetensors``, :mod:`nlconvert.model.hubfolder`), so every
+command and API that reads a model through here takes hub folders too.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 import torch
 
 from .._atomic import atomic_output
+from .._hashing import file_sha256
 from ..arch import NORMALIZATION, ArchSpec
 from ..errors import CheckpointFormatError
-from ..model.resnet import NLResNet
+from ..model import hubfolder
+from ..model.resnet import NLResNet, build_model
 
 FILE_FORMAT = "nlconvert-model"
 FILE_FORMAT_VERSION = 1
@@ -89,9 +95,12 @@ def _read_payload(path: Path) -> dict[str, Any]:
 
 
 def read_model_info(path: str | Path) -> ModelFile:
-    """Architecture, class names and provenance of a model file; the weights are not read
-    (a ``.pt`` is memory-mapped and its tensors left untouched)."""
+    """Architecture, class names and provenance of a model file or hub folder; the weights
+    are not read (a ``.pt`` is memory-mapped and its tensors left untouched)."""
     p = Path(path)
+    if hubfolder.is_hub_folder(p):
+        hub = hubfolder.read_hub_config(p)
+        return ModelFile(hub.arch, hub.class_names, hub.provenance, {})
     if p.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -116,13 +125,35 @@ def read_model_info(path: str | Path) -> ModelFile:
 
 
 def read_model_file(path: str | Path) -> ModelFile:
-    """Read a ``.pt``/``.safetensors`` model file; one-line error for anything else."""
+    """Read a ``.pt``/``.safetensors`` model file or a hub folder, its weights checked against
+    its architecture; one-line error for anything else."""
     p = Path(path)
-    payload = _read_payload(p)
-    if payload.get("format") != FILE_FORMAT or "state_dict" not in payload:
-        raise CheckpointFormatError(f"{p}: not an nlconvert model file (convert it first)")
-    return ModelFile(ArchSpec.from_dict(payload["arch"]), payload.get("class_names"),
-                     dict(payload.get("provenance") or {}), dict(payload["state_dict"]))
+    if hubfolder.is_hub_folder(p):
+        hub = hubfolder.read_hub_folder(p)
+        loaded = ModelFile(hub.arch, hub.class_names, hub.provenance, hub.state_dict)
+    else:
+        payload = _read_payload(p)
+        if payload.get("format") != FILE_FORMAT or "state_dict" not in payload:
+            raise CheckpointFormatError(f"{p}: not an nlconvert model file (convert it first)")
+        loaded = ModelFile(ArchSpec.from_dict(payload["arch"]), payload.get("class_names"),
+                           dict(payload.get("provenance") or {}), dict(payload["state_dict"]))
+    # A meta-device model costs no memory; its state dict is the list of what must be there.
+    expected = build_model(loaded.arch, device="meta").state_dict()
+    hubfolder.check_shapes(expected, loaded.state_dict, p, loaded.arch.name)
+    return loaded
+
+
+def model_file_sha256(path: str | Path) -> str:
+    """SHA-256 identifying a model (a cache key): the file's; for a hub folder, that of its
+    config's and weights' hashes (class names live in the config)."""
+    p = Path(path)
+    if not hubfolder.is_hub_folder(p):
+        return file_sha256(p)
+    import hashlib
+
+    hubfolder.read_hub_config(p)  # the folder's one-line errors before any hashing
+    parts = (file_sha256(p / hubfolder.CONFIG_NAME), file_sha256(hubfolder.weights_file(p)))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def save_model(model: NLResNet, out: str | Path, provenance: Mapping[str, Any] | None = None,

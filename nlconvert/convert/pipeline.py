@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .._atomic import check_writable
-from .._hashing import FileHash, file_sha256
+from .._hashing import FileHash
 from .._version import __version__
 from ..arch import ArchSpec, Head, default_class_names
 from ..arch.detect import resolve_arch
@@ -26,7 +26,7 @@ from ..io.checkpoint import read_checkpoint
 from ..model.resnet import NLResNet, build_model
 from .formats import CHECKPOINT_SUFFIXES
 from .mapping import MappedBlob, MappingResult, blobs_from_state_dict, map_blobs
-from .modelfile import model_payload, read_model_file, write_model_file
+from .modelfile import model_file_sha256, model_payload, read_model_file, write_model_file
 
 
 @dataclass
@@ -119,7 +119,7 @@ def prepare(
 
 
 def prepare_model_file(path: str | Path) -> Conversion:
-    """A :class:`Conversion` of a converted model file (``.pt``/``.safetensors``): its own
+    """A :class:`Conversion` of a converted model file (``.pt``/``.safetensors``/hub folder): its own
     weights, with the Caffe2 blob names they came from, so that a converted file can be
     checked against the numpy reference of those same weights."""
     source = Path(path)
@@ -131,7 +131,7 @@ def prepare_model_file(path: str | Path) -> Conversion:
         source=source, blobs=blobs, arch=loaded.arch,
         arch_reason=f"stored in the model file ({loaded.arch.name})",
         mapping=MappingResult(dict(loaded.state_dict), rows),
-        source_format="nlconvert_model", source_sha256=file_sha256(source), ignored={},
+        source_format="nlconvert_model", source_sha256=model_file_sha256(source), ignored={},
         meta={"provenance": loaded.provenance},
     )
 
@@ -198,7 +198,7 @@ def convert_file(
 
 
 def load_model(path: str | Path, head: Head = "clip", **convert_kw: Any) -> NLResNet:
-    """Load a converted model (``.pt``/``.safetensors``) in eval mode.
+    """Load a converted model (``.pt``/``.safetensors`` or a hub folder) in eval mode.
 
     An original Caffe2 checkpoint (``.pkl``/``.pb``) is converted in memory instead
     (`convert_kw` as :func:`convert_checkpoint`). ``head="fully_conv"`` selects the official

@@ -8,6 +8,8 @@ blob names: ``nlconvert/data/blob_rules.toml`` maps them onto this module's para
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ from ..arch.spec import (
     ArchSpec,
     Head,
 )
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, HubError
 from .layers import make_norm
 from .nonlocal_block import NonLocalBlock
 
@@ -248,6 +250,65 @@ class NLResNet(nn.Module):
         """Raise :class:`~nlconvert.errors.InputShapeError` for a clip this network cannot take."""
         self.arch.check_clip(tuple(int(d) for d in x.shape), self.head.mode)
 
+    # ----- Hugging Face Hub folders (config.json + model.safetensors) --------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, head: Head = "clip",
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        token: str | bool | None = None, local_files_only: bool = False,
+                        force_download: bool = False) -> NLResNet:
+        """The network of a hub folder (``nlconvert export-hub``, :meth:`save_pretrained`) or
+        of a Hugging Face repository id (downloaded with ``huggingface_hub``, the ``[hub]``
+        extra, into its cache; `revision`, `cache_dir`, `token`, `local_files_only` and
+        `force_download` as in ``huggingface_hub``). A local folder needs no network and no
+        ``huggingface_hub``. Eval mode; the weights are exactly the folder's."""
+        from .hubfolder import check_shapes, read_hub_folder
+
+        local = Path(name_or_path)
+        folder = local if local.is_dir() else _download_repo(
+            str(name_or_path), revision=revision, cache_dir=cache_dir, token=token,
+            local_files_only=local_files_only, force_download=force_download)
+        hub = read_hub_folder(folder)
+        with torch.device("meta"):
+            model = cls(hub.arch, head, hub.class_names)
+        check_shapes(model.state_dict(), hub.state_dict, folder, hub.arch.name)
+        model.load_state_dict(hub.state_dict, strict=True, assign=True)
+        model.provenance = dict(hub.provenance)
+        return model.eval()
+
+    def save_pretrained(self, save_directory: str | Path, *, force: bool = False,
+                        config_extra: dict[str, Any] | None = None, push_to_hub: bool = False,
+                        repo_id: str | None = None, token: str | None = None,
+                        private: bool | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` to `save_directory`, the whole folder
+        at once (an existing one is replaced only with `force`); `push_to_hub`: then upload
+        it to `repo_id` (default: the folder's name), as :meth:`push_to_hub`.
+        ``nlconvert export-hub`` writes the same folder with a model card, a parity check and
+        optionally ONNX."""
+        from .._atomic import atomic_folder
+        from .hubfolder import hub_config, write_config, write_weights
+
+        with atomic_folder(save_directory, force) as tmp:
+            write_config(hub_config(self.arch, self.class_names, self.provenance, config_extra), tmp)
+            write_weights(self.state_dict(), tmp)
+        if push_to_hub:
+            self.push_to_hub(repo_id or Path(save_directory).name, token=token, private=private)
+        return Path(save_directory)
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                    commit_message: str = "Upload NLResNet (nlconvert)") -> str:
+        """Upload the :meth:`save_pretrained` folder to a Hugging Face model repository
+        (created if needed; needs the ``[hub]`` extra). Returns the commit's URL."""
+        import tempfile
+
+        hf = _huggingface_hub()
+        api = hf.HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                                       commit_message=commit_message)
+        return str(getattr(commit, "commit_url", commit))
+
 
 def build_model(arch: ArchSpec, head: Head = "clip", class_names: list[str] | None = None,
                 device: str | torch.device | None = None) -> NLResNet:
@@ -263,3 +324,28 @@ def build_model(arch: ArchSpec, head: Head = "clip", class_names: list[str] | No
     else:
         model = NLResNet(arch, head, class_names)
     return model.eval()
+
+
+def _huggingface_hub() -> Any:
+    """The ``huggingface_hub`` module, or a one-line error naming the extra to install."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise HubError("Hugging Face Hub repositories need huggingface_hub: "
+                       "pip install 'nlconvert[hub]' (a local hub folder needs nothing)") from None
+    return huggingface_hub
+
+
+def _download_repo(repo_id: str, **options: Any) -> Path:
+    """The local snapshot of a Hub repository's config.json and model.safetensors."""
+    from .hubfolder import CONFIG_NAME, WEIGHTS_NAME
+
+    hf = _huggingface_hub()
+    try:
+        return Path(hf.snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME],
+                                         **options))
+    except Exception as exc:  # huggingface_hub raises many types (validation, HTTP, offline)
+        message = " ".join(str(exc).split())[:300]
+        raise HubError(f"{repo_id}: no such local folder, and not loadable as a Hugging Face "
+                       f"repository ({exc.__class__.__name__}: {message})") from None
+

@@ -20,7 +20,7 @@ import torch
 
 from ..arch import INPUT_MEAN, INPUT_STD, ArchSpec, Head, default_class_names, ranked
 from ..attention.maps import BlockAttention, Query, block_attention, block_names
-from ..convert.formats import MODEL_SUFFIXES
+from ..convert.formats import is_model_path
 from ..convert.pipeline import Conversion, model_from_state, prepare, prepare_model_file
 from ..errors import InputShapeError
 from ..io.caffe2_pb import arg_dict
@@ -231,7 +231,7 @@ def run_parity(
     tol = tolerance or Tolerance()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if Path(checkpoint).suffix.lower() in MODEL_SUFFIXES:
+    if is_model_path(checkpoint):
         if predict_net is not None or arch_name is not None:
             raise InputShapeError(f"{checkpoint}: a converted model file carries its architecture "
                                   "and weights; --arch and --predict-net are for Caffe2 checkpoints")

@@ -38,6 +38,7 @@ import numpy as np
 
 from .._hashing import file_sha256
 from ..arch import FEATURE_LAYERS, HEADS, SPATIAL_LAYERS, ArchSpec, Head, default_class_names
+from ..convert.formats import is_model_path
 from ..errors import InputShapeError, NLConvertError, ParityError
 
 if TYPE_CHECKING:
@@ -479,7 +480,8 @@ def open_backend(model: str | Path | NLResNet, backend: str = "auto", *, device:
                  compile: bool = True, layout: str = "frames",
                  log: Callable[[str], None] | None = None) -> Backend:
     """A :class:`Backend` for a model file (``.pt``, ``.safetensors``, ``.pkl``, ``.pb``,
-    ``.onnx``) or an in-memory :class:`~nlconvert.model.NLResNet` (see the module doc).
+    ``.onnx``), a hub folder (``nlconvert export-hub``) or an in-memory
+    :class:`~nlconvert.model.NLResNet` (see the module doc).
 
     `threads`: intra-op threads of PyTorch / ONNX Runtime. `batch_size`: clips per forward
     pass. `compile` (``fast``): use ``torch.compile``. `layout` (``onnx`` of a PyTorch model):
@@ -487,8 +489,8 @@ def open_backend(model: str | Path | NLResNet, backend: str = "auto", *, device:
     """
     device = check_device(device)
     path = None if _is_model(model) else Path(model)  # type: ignore[arg-type]
-    if path is not None and not path.is_file():
-        raise BackendError(f"{path}: no such model file")
+    if path is not None and not path.exists():
+        raise BackendError(f"{path}: no such model file or hub folder")
     is_onnx = path is not None and path.suffix.lower() == ".onnx"
     name = resolve_backend_name(backend, device=device, model_is_onnx=is_onnx)
     if is_onnx and name != "onnx":
@@ -505,7 +507,7 @@ def open_backend(model: str | Path | NLResNet, backend: str = "auto", *, device:
         assert path is not None
         return _onnx_file_backend(path, device=device, threads=threads, batch_size=size)
 
-    sha = file_sha256(path) if path is not None else state_sha256(model)  # type: ignore[arg-type]
+    sha = _model_sha256(path) if path is not None else state_sha256(model)  # type: ignore[arg-type]
     loaded: list[NLResNet] = []
 
     def load() -> NLResNet:
@@ -535,6 +537,15 @@ def open_backend(model: str | Path | NLResNet, backend: str = "auto", *, device:
                        device=device, threads=threads, batch_size=size, torch_model=load)
 
 
+def _model_sha256(path: Path) -> str:
+    """The cache key of a model on disk: its file's hash (a hub folder: config and weights)."""
+    if is_model_path(path):
+        from ..convert.modelfile import model_file_sha256
+
+        return model_file_sha256(path)
+    return file_sha256(path)
+
+
 def _is_model(model: Any) -> bool:
     return hasattr(model, "arch") and hasattr(model, "state_dict")
 
@@ -542,7 +553,7 @@ def _is_model(model: Any) -> bool:
 def _arch_and_classes(path: Path | None, load: Callable[[], NLResNet]
                       ) -> tuple[ArchSpec, list[str] | None]:
     """Architecture and class names without loading a model file's weights when possible."""
-    if path is not None and path.suffix.lower() in (".pt", ".pth", ".safetensors"):
+    if path is not None and is_model_path(path):
         from ..convert.modelfile import read_model_info
 
         info = read_model_info(path)
@@ -584,8 +595,8 @@ def plan_backend(model: str | Path, backend: str = "auto", *, device: str = "cpu
     """The backend :func:`open_backend` would give on a machine like this one with `device`
     (for a driver that only coordinates: the weights stay where they are)."""
     path = Path(model)
-    if not path.is_file():
-        raise BackendError(f"{path}: no such model file")
+    if not path.exists():
+        raise BackendError(f"{path}: no such model file or hub folder")
     is_onnx = path.suffix.lower() == ".onnx"
     name = resolve_backend_name(backend, device=device, model_is_onnx=is_onnx)
     if is_onnx:
@@ -611,7 +622,7 @@ def plan_backend(model: str | Path, backend: str = "auto", *, device: str = "cpu
     rtol = EXACT_RTOL if precision == "fp32" else REDUCED_RTOL[precision]
     info = BackendInfo(name, device, precision, "planned", 0.0 if name == "torch" else rtol)
     return BackendPlan(info, arch, class_names or default_class_names(arch.num_classes),
-                       file_sha256(path))
+                       _model_sha256(path))
 
 
 def describe_choice(requested: str, backend: Backend) -> str:

@@ -1,0 +1,161 @@
+"""What the repository's ``hubconf.py`` calls: a torch.hub entry per zoo architecture.
+
+``pretrained=True`` downloads the official Caffe2 checkpoint from the address the zoo table
+gives (``$NLCONVERT_HUB_BASE_URL/<file>.pkl`` instead when that is set: a mirror, or a test
+server) into torch.hub's cache (``torch.hub.get_dir()/checkpoints``) with a progress bar,
+converts it once and keeps only the converted ``<file>.pt`` there; later calls load that.
+A download is written to a temporary file and renamed only when every announced byte has
+arrived, so an interrupted one is never used (the next call starts it again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..arch import ArchSpec, Head, ZooCheckpoint, get_arch, published_accuracy
+from ..convert import convert_file, load_model
+from ..errors import ArchitectureError, HubError, NLConvertError
+from ..model import NLResNet, build_model
+
+#: Environment variable replacing the base address of the official downloads.
+BASE_URL_ENV = "NLCONVERT_HUB_BASE_URL"
+_CHUNK = 1 << 20
+
+
+def official_checkpoint_of(arch_name: str) -> ZooCheckpoint:
+    """The released checkpoint of a zoo architecture (its first, if several)."""
+    released = published_accuracy(arch_name)
+    if not released or get_arch(arch_name).is_2d:
+        raise HubError(f"{arch_name}: the official zoo released no video checkpoint for it; "
+                       "pass weights=FILE_OR_FOLDER")
+    return released[0]
+
+
+def download_url(checkpoint: ZooCheckpoint) -> str:
+    """Where `checkpoint` is downloaded from: the official address, or the overriding base."""
+    base = os.environ.get(BASE_URL_ENV)
+    return f"{base.rstrip('/')}/{checkpoint.file}.pkl" if base else checkpoint.url
+
+
+def cache_folder() -> Path:
+    """torch.hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints`` by default)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def download(url: str, dst: Path, *, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download `url` to `dst` through a temporary file renamed only once complete.
+
+    Complete means every byte of the announced Content-Length: a connection that drops early
+    (which ``urllib`` reports as a normal end) is an error, and nothing is left at `dst`.
+    """
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+            done = 0
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=dst.name, disable=not progress) as bar:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and done != total:
+            raise HubError(f"{url}: download interrupted after {done} of {total} bytes; "
+                           "nothing was kept (run again to retry)")
+        os.replace(tmp, dst)
+    except HubError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise HubError(f"{url}: download failed ({exc.__class__.__name__}: {reason}); "
+                       f"nothing was kept (set {BASE_URL_ENV} to use a mirror)") from None
+    except BaseException:  # Ctrl-C included: never leave the partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def pretrained_file(arch_name: str, *, progress: bool = True) -> Path:
+    """The converted official checkpoint of `arch_name` in torch.hub's cache, downloading
+    and converting it on first use."""
+    checkpoint = official_checkpoint_of(arch_name)
+    folder = cache_folder()
+    converted = folder / f"{checkpoint.file}.pt"
+    if converted.is_file():
+        return converted
+    pkl = folder / f"{checkpoint.file}.pkl"
+    if not pkl.is_file():
+        download(download_url(checkpoint), pkl, progress=progress)
+    try:
+        convert_file(pkl, converted, arch_name=arch_name, force=True)
+    finally:
+        # Converted once: the .pt keeps the pickle's sha256; a pickle that failed to convert
+        # is dropped too, so that the next call downloads it again.
+        with contextlib.suppress(FileNotFoundError):
+            pkl.unlink()
+    return converted
+
+
+def hub_model(arch_name: str, *, pretrained: bool = False, weights: str | Path | None = None,
+              head: Head = "clip", num_classes: int | None = None,
+              progress: bool = True) -> NLResNet:
+    """The network of a torch.hub entry (see ``hubconf.py``), in eval mode."""
+    arch = get_arch(arch_name)
+    if pretrained and weights is not None:
+        raise HubError(f"{arch_name}: pass pretrained=True or weights=..., not both")
+    if weights is not None:
+        model = _load_weights(arch, Path(weights), head)
+    elif pretrained:
+        model = load_model(pretrained_file(arch_name, progress=progress), head=head)
+    else:
+        model = build_model(arch, head)
+    if num_classes is not None and num_classes != model.arch.num_classes:
+        model = _new_classifier(model, num_classes)
+    return model
+
+
+def _load_weights(arch: ArchSpec, path: Path, head: Head) -> NLResNet:
+    if not path.exists():
+        raise HubError(f"{path}: no such weights file or hub folder")
+    options: dict[str, Any] = {}
+    if path.suffix.lower() in (".pkl", ".pickle", ".pb"):
+        options["arch_name"] = arch.name  # the entry names the architecture of a Caffe2 file
+    model = load_model(path, head=head, **options)
+    if model.arch.name != arch.name:
+        raise ArchitectureError(f"{path}: holds {model.arch.name}, not {arch.name}; "
+                                f"load it with the {model.arch.name} entry")
+    return model
+
+
+def _new_classifier(model: NLResNet, num_classes: int) -> NLResNet:
+    """The same network with a fresh `num_classes`-way classifier (the rest of the weights
+    kept), initialised as the official trainer does: N(0, 0.01) weights, zero bias."""
+    if num_classes < 1:
+        raise NLConvertError(f"num_classes must be at least 1, not {num_classes}")
+    arch = dataclasses.replace(model.arch, num_classes=num_classes)
+    new = build_model(arch, model.head_mode)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("head.fc.")}
+    result = new.load_state_dict(kept, strict=False)
+    assert set(result.missing_keys) == {"head.fc.weight", "head.fc.bias"}, result.missing_keys
+    with torch.no_grad():
+        torch.nn.init.normal_(new.head.fc.weight, std=0.01)
+        torch.nn.init.zeros_(new.head.fc.bias)
+    new.provenance = {**model.provenance, "classifier": f"new {num_classes}-way (not trained)"}
+    return new.eval()
