@@ -7,7 +7,8 @@ time, so ``nlconvert --help`` and every ``--help`` are quick.
 
 Errors a user can cause are :class:`~nlconvert.errors.NLConvertError` (and click's usage
 errors): they are printed here, once, as one line, with exit code 2 for bad input or usage
-and 1 for a failed check. ``--debug`` (before or after the sub-command) shows tracebacks.
+and 1 for a failed check (3: a bulk command went on past failed inputs, commands/_bulk.py).
+``--debug`` (before or after the sub-command) shows tracebacks.
 Shell completion: ``eval "$(_NLCONVERT_COMPLETE=bash_source nlconvert)"`` (zsh_source,
 fish_source for the other shells).
 """
@@ -71,7 +72,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                "max_content_width": 100},
              epilog="Exit codes: 0 ok, 1 a check failed (parity, tolerance), 2 bad input or "
-                    "usage. Shell completion: eval \"$(_NLCONVERT_COMPLETE=bash_source nlconvert)\".")
+                    "usage, 3 some inputs of predict/evaluate/features failed (the run went "
+                    "on). Shell completion: eval \"$(_NLCONVERT_COMPLETE=bash_source nlconvert)\".")
 @click.version_option(__version__, prog_name="nlconvert")
 @debug_option
 def cli() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_SOME_FAILED = 3  # a bulk command went on past failed inputs (see commands/_bulk.py)
 
 
 class NLConvertError(Exception):

@@ -212,15 +212,15 @@ def test_evaluate_command(dataset, tmp_path, monkeypatch, capsys):
             "--batch-size", "16", "--workers", "0"]
     assert cli.main([*args, "--limit", "2"]) == 0
     assert json.loads(js.read_text())["pending"] == 6
-    assert cli.main(args) == 2  # the reports exist: replaced only with --force
-    assert "--force" in capsys.readouterr().err
-    args.append("--force")
-    assert cli.main(args) == 0
+    assert "6 still pending" in capsys.readouterr().out
+    # resuming is rerunning the same command: the reports are this database's, rewritten
+    assert cli.main(args) == 3  # two listed videos failed (the bulk failure contract)
     out = capsys.readouterr().out
     assert "failed 2" in out
     report = json.loads(js.read_text())
     assert (report["scored"], report["failed"], report["pending"]) == (6, 2, 0)
     assert "Failures by reason" in md.read_text()
+    args.append("--force")
     # another model file: refused, one line, exit 2
     other = tmp_path / "other.pt"
     other.write_bytes(b"another model")

@@ -14,7 +14,9 @@ Layout of ``DIR``:
   the video's file is in place: ``path``, ``key``, ``status`` (``ok``/``failed``),
   ``feature_file``, ``frames``, ``decoded_frames``, ``fps``, ``windows``,
   ``window_start_frame``, ``window_start_s``, ``window_end_s``, ``layer``, ``backend``,
-  ``model_sha256``, ``error`` and ``kind``. The last line for a key wins.
+  ``model_sha256``, ``warnings`` (signs of a truncated or damaged file, empty when clean),
+  ``error`` and ``kind``. The last line for a key wins. With ``strict``, a video with
+  warnings is recorded as failed (kind ``damaged (--strict)``) and its features not kept.
 
 A video counts as done when the index has its line (and, when it succeeded, its file is
 there); a rerun after a crash, Ctrl-C or SIGKILL skips those and computes the rest. A line
@@ -36,6 +38,7 @@ import numpy as np
 
 from .._atomic import atomic_output, atomic_write_text
 from ..errors import NLConvertError, OutputExistsError
+from .decode import DAMAGED_KIND, strict_reason
 from .stream import VideoSummary
 
 SETTINGS = "features.json"
@@ -89,13 +92,15 @@ def output_key(path: Path, root: Path | None) -> str:
 class FeatureStore:
     """An output folder opened for one setting (see the module doc)."""
 
-    def __init__(self, folder: str | Path, settings: FeatureSettings, *, force: bool = False) -> None:
+    def __init__(self, folder: str | Path, settings: FeatureSettings, *, force: bool = False,
+                 strict: bool = False) -> None:
         if settings.format not in FORMATS:
             raise FeatureDirError(f"--format must be one of {', '.join(FORMATS)}")
         if settings.dtype not in DTYPES:
             raise FeatureDirError(f"--dtype must be one of {', '.join(DTYPES)}")
         self.folder = Path(folder)
         self.settings = settings
+        self.strict = strict
         if settings.format == "h5":
             try:
                 import h5py  # noqa: F401 - needed at the end of the run: fail before it
@@ -222,7 +227,12 @@ class FeatureStore:
         return self.feature_path(key).exists()
 
     def write(self, key: str, path: str, features: np.ndarray | None, summary: VideoSummary) -> None:
-        """Store one video: its array atomically, then its index line (flushed to disk)."""
+        """Store one video: its array atomically, then its index line (flushed to disk).
+
+        With ``strict``, a video with decode warnings is stored as failed (no array)."""
+        if self.strict and summary.ok and summary.warnings:
+            summary.error = strict_reason(path, summary.warnings)
+            summary.kind = DAMAGED_KIND
         ok = features is not None and summary.ok
         feature_file = None
         if ok:
@@ -247,6 +257,7 @@ class FeatureStore:
             "channels": int(features.shape[1]) if ok and features is not None else None,
             "layer": self.settings.layer, "backend": self.settings.backend,
             "model_sha256": self.settings.model_sha256,
+            "warnings": list(summary.warnings),
             "error": None if ok else " ".join((summary.error or "no features").split()),
             "kind": None if ok else summary.kind, "seconds": round(summary.seconds, 3),
         }
