@@ -39,6 +39,7 @@ import numpy as np
 from .._hashing import file_sha256
 from ..arch import FEATURE_LAYERS, HEADS, ArchSpec, Head, default_class_names
 from ..errors import InputShapeError, NLConvertError, ParityError
+from .tolerances import EXACT_RTOL, REDUCED_RTOL
 
 if TYPE_CHECKING:
     import torch
@@ -47,14 +48,6 @@ if TYPE_CHECKING:
     from .onnx_session import OnnxModel
 
 BACKEND_NAMES = ("auto", "torch", "onnx", "fast")
-#: Within this relative error of ``torch`` a backend counts as exact.
-EXACT_RTOL = 1e-4
-#: Stated errors of the reduced-precision paths (see :meth:`Backend.check` and the README's
-#: measurements): ``max|out - ref| / max|ref|`` over logits, pooled features and probabilities.
-#: bf16 measured up to 0.15 on single-view probabilities of a seeded I3D-NL (near-tied classes
-#: swing most) and 0.07 on logits; fp16 (float16 ONNX files, verified at export) 5e-2. An int8
-#: file (``bench --int8``) is approximate without a bound.
-REDUCED_RTOL = {"bf16": 0.3, "fp16": 5e-2, "int8": 1.0}
 DEFAULT_BATCH_SIZE = 6  # 30 protocol views = 5 batches
 
 
