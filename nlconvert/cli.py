@@ -152,6 +152,9 @@ def _run(argv: list[str] | None) -> int:
         result = cli.main(args=argv, prog_name="nlconvert", standalone_mode=False)
     except click.exceptions.Exit as exc:  # pragma: no cover - click returns it instead
         return int(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `nlconvert`: the normal help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else cli.get_help(click.Context(cli)))
+        return EXIT_OK
     except click.UsageError as exc:
         if debug_enabled():
             traceback.print_exc()

@@ -243,3 +243,13 @@ def test_predict_shows_progress_on_a_terminal(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "loading" in captured.err and "view" in captured.err  # status line, view bar
     assert "(12 frames, 1 view)" in captured.out
+
+
+def test_no_arguments_print_the_help(capsys):
+    """A bare ``nlconvert`` prints the normal help on stdout and exits 0 (not a one-line error)."""
+    from nlconvert import cli
+
+    assert cli.main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Usage: nlconvert") and "Commands:" in captured.out
+    assert "\n  predict" in captured.out and captured.err == ""
