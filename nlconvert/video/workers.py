@@ -79,18 +79,25 @@ class DecodingWorkersError(VideoError):
 
 
 def _worker(conn: Any, produce: Produce) -> None:
-    """Worker process body: take a task from the parent, send its messages, say done."""
+    """Worker process body: take a task from the parent, send its messages, say done.
+
+    When the parent is gone (killed: its end of the pipe closes), the worker ends quietly:
+    no traceback of a broken pipe on the terminal the parent shared.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    while True:
-        item = conn.recv()
-        if item is None:
-            break
-        key, path = item
-        for message in produce(key, path):
-            conn.send(("message", message))  # blocks until the parent reads: backpressure
-        conn.send(("done", key))
+    try:
+        while True:
+            item = conn.recv()
+            if item is None:
+                break
+            key, path = item
+            for message in produce(key, path):
+                conn.send(("message", message))  # blocks until the parent reads: backpressure
+            conn.send(("done", key))
+    except (EOFError, OSError):  # BrokenPipeError, ConnectionResetError: the parent died
+        return
 
 
 def run_tasks(items: Iterable[tuple[str, str]], produce: Produce, *, workers: int = 0
