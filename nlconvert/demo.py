@@ -44,6 +44,14 @@ def run_demo(out_dir: str | Path, *, arch_name: str = "i3d_nonlocal_8x8", size: 
     from .runtime.onnx_export import export_onnx
     from .synthetic import write_synthetic_checkpoint
 
+    from .arch import get_arch
+    from .errors import ArchitectureError
+
+    if get_arch(arch_name).is_2d:  # refused before anything is written
+        raise ArchitectureError(
+            f"{arch_name} is a 2D ImageNet network: the demo converts, exports and checks a "
+            "video model; choose a video architecture (see `nlconvert info --list-archs`); "
+            "a 2D checkpoint is inflated by caffe2-to-torch --inflate")
     paths = demo_paths(out_dir, arch_name)
     for path in paths.values():
         check_writable(path, force)  # before anything is written

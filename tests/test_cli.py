@@ -253,3 +253,13 @@ def test_no_arguments_print_the_help(capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith("Usage: nlconvert") and "Commands:" in captured.out
     assert "\n  predict" in captured.out and captured.err == ""
+
+
+def test_demo_refuses_a_2d_architecture_before_writing(tmp_path, capsys):
+    """A 2D ImageNet source cannot be demoed (nothing to inflate it to): refused up front, one
+    line, exit 2, nothing written."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--arch", "r50_imagenet_2d", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "r50_imagenet_2d is a 2D ImageNet network" in err[0]
+    assert not out.exists()

@@ -154,6 +154,17 @@ def _fits_net(arch: ArchSpec, facts: NetFacts) -> bool:
     return bool(arch.nonlocal_block.grouped_stages) == facts.grouped or not arch.has_nonlocal
 
 
+def filename_conflict(path: str | Path, arch: ArchSpec, inflate: bool = False) -> str | None:
+    """A warning when the architecture chosen contradicts the released file name of `path`
+    (``i3d_nonlocal_8x8_IN_pretrain_400k.pkl`` converted as ``i3d_nonlocal_32x2``): the blobs
+    of two clip lengths are the same, so only the name tells. None when they agree."""
+    named = arch_from_filename(path)
+    if named is None or named.name == arch.name or (named.is_2d and inflate):
+        return None
+    return (f"{Path(path).name}: the file name names {named.name}, but the architecture given "
+            f"is {arch.name} (the weights fit both: is the name or the choice wrong?)")
+
+
 def resolve_arch(
     path: str | Path,
     blobs: Mapping[str, np.ndarray],

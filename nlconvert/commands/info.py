@@ -108,7 +108,7 @@ def _onnx_file(path: Path) -> tuple[dict[str, Any], list[str]]:
 
 def _checkpoint(path: Path, predict_net: Path | None, arch_name: str | None,
                 list_blobs: bool) -> tuple[dict[str, Any], list[str]]:
-    from ..arch.detect import blob_facts, resolve_arch
+    from ..arch.detect import blob_facts, filename_conflict, resolve_arch
     from ..errors import ArchitectureError
     from ..io.checkpoint import read_checkpoint
 
@@ -131,6 +131,12 @@ def _checkpoint(path: Path, predict_net: Path | None, arch_name: str | None,
             raise ArchitectureError(f"{ckpt.path}: the blobs do not fit --arch {arch_name}: "
                                     f"{'; '.join(differences)}")
         arch_line += "; the blobs fit it"
+        conflict = filename_conflict(ckpt.path, arch)
+        if conflict:
+            import sys
+
+            print(f"nlconvert: warning: {conflict}", file=sys.stderr)
+            arch_data["warning"] = conflict
     data = {"file": str(ckpt.path), "kind": ckpt.format, "sha256": ckpt.sha256,
             "blobs": len(ckpt.blobs), "values": n_values, "metadata": ckpt.meta,
             "ignored": dict(reasons), "blobs_say": facts, "arch": arch_data}
