@@ -38,14 +38,13 @@ def run_demo(out_dir: str | Path, *, arch_name: str = "i3d_nonlocal_8x8", size: 
              seed: int = 0, force: bool = False,
              log: Callable[[str], None] = print) -> DemoResult:
     """Generate, convert, export and check; every file is refused if it exists, unless `force`."""
+    from .arch import get_arch
     from .convert import convert_file, load_model
+    from .errors import ArchitectureError
     from .parity.report import to_html, to_json
     from .parity.run import run_parity
     from .runtime.onnx_export import export_onnx
     from .synthetic import write_synthetic_checkpoint
-
-    from .arch import get_arch
-    from .errors import ArchitectureError
 
     if get_arch(arch_name).is_2d:  # refused before anything is written
         raise ArchitectureError(
