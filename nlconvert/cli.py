@@ -27,7 +27,7 @@ import click
 
 from ._version import __version__
 from .commands.options import debug_enabled, debug_option, enable_debug
-from .errors import EXIT_BAD_INPUT, EXIT_OK, NLConvertError
+from .errors import EXIT_BAD_INPUT, EXIT_OK, NLConvertError, speak_cli
 
 #: Sub-command name -> module of nlconvert.commands, in the order `--help` lists them.
 COMMANDS = {
@@ -138,12 +138,14 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nlconvert`` command; returns the exit code."""
     enable_debug(False)
+    speak_cli(True)  # error messages name --force, --arch (the API's say force=True, arch_name=)
     stdout = sys.stdout
     if not isinstance(stdout, _PipeSafeStdout):
         sys.stdout = _PipeSafeStdout(stdout)
     try:
         return _run(list(argv) if argv is not None else None)
     finally:
+        speak_cli(False)
         sys.stdout = stdout
 
 

@@ -24,7 +24,7 @@ from ..arch.spec import (
     ArchSpec,
     Head,
 )
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, option
 from .layers import make_norm
 from .nonlocal_block import NonLocalBlock
 
@@ -255,7 +255,7 @@ def build_model(arch: ArchSpec, head: Head = "clip", class_names: list[str] | No
     if arch.is_2d:
         raise ArchitectureError(
             f"{arch.name} is a 2D ImageNet checkpoint, not a video network: convert it with "
-            "--inflate --arch <video architecture>"
+            f"{option('inflate')} {option('arch')} <video architecture>"
         )
     if device is not None:
         with torch.device(device):

@@ -21,7 +21,7 @@ import torch
 from ..arch import INPUT_MEAN, INPUT_STD, ArchSpec, Head, default_class_names, ranked
 from ..convert.formats import MODEL_SUFFIXES
 from ..convert.pipeline import Conversion, model_from_state, prepare, prepare_model_file
-from ..errors import InputShapeError
+from ..errors import InputShapeError, option
 from ..io.caffe2_pb import arg_dict
 from ..io.clip_file import load_clip_file
 from ..model.resnet import NLResNet
@@ -212,7 +212,8 @@ def run_parity(
     if Path(checkpoint).suffix.lower() in MODEL_SUFFIXES:
         if predict_net is not None or arch_name is not None:
             raise InputShapeError(f"{checkpoint}: a converted model file carries its architecture "
-                                  "and weights; --arch and --predict-net are for Caffe2 checkpoints")
+                                  f"and weights; {option('arch')} and {option('predict-net')} are "
+                                  "for Caffe2 checkpoints")
         conv = prepare_model_file(checkpoint)
     else:
         conv = prepare(checkpoint, arch_name=arch_name, predict_net=predict_net)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_output, atomic_write_text
-from ..errors import NLConvertError, OutputExistsError
+from ..errors import NLConvertError, OutputExistsError, option
 from .decode import DAMAGED_KIND, strict_reason
 from .stream import VideoSummary
 
@@ -120,13 +120,13 @@ class FeatureStore:
             if not force:
                 raise FeatureDirError(
                     f"{self.folder} holds features made with other settings "
-                    f"({'; '.join(settings.differences(old))}): pass --force to replace them, "
+                    f"({'; '.join(settings.differences(old))}): pass {option('force')} to replace them, "
                     "or use another --out")
             self.clear()
         elif old is None and self._index_path.exists():
             if not force:
                 raise FeatureDirError(f"{self.folder}: has an index but no {SETTINGS}; pass "
-                                      "--force to start over")
+                                      f"{option('force')} to start over")
             self.clear()
         if not (self.folder / SETTINGS).exists():
             atomic_write_text(self.folder / SETTINGS,
