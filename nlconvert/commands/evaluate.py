@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ._bulk import exit_code, print_failure, print_warnings, strict_option
-from ._runner import cluster_session, get_runner
+from ._runner import cluster_session, get_runner, print_check
 from .options import (
     batch_size_option,
     check_local_only,
@@ -131,6 +131,7 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
         print(ev.report_json(data), end="")
     elif json_path:
         atomic_write_text(json_path, ev.report_json(data), force=True)
+    print_check(runner, human)
     o, d = data["official"], data["decoded"]
     print(f"listed {data['listed']}: scored {data['scored']} ({data['scored_with_warnings']} "
           f"with decode warnings), failed {data['failed']}, pending {data['pending']} (this run: "

@@ -10,7 +10,7 @@ import click
 
 from ..arch import FEATURE_LAYERS
 from ._bulk import exit_code, failure_text, strict_option, warning_text
-from ._runner import cluster_session, get_runner
+from ._runner import cluster_session, get_runner, print_check
 from .options import (
     batch_size_option,
     check_local_only,
@@ -147,6 +147,7 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         finally:
             bar.close()
             store.finish()
+    print_check(runner)
     ok, failed, windows = counts["ok"], counts["failed"], counts["windows"]
     print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
           f"({plural(windows, 'window')}, {counts['warned']} with decode warnings), "

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ._bulk import exit_code, print_failure, print_warnings, strict_option
-from ._runner import get_runner
+from ._runner import get_runner, print_check
 from .options import (
     batch_size_option,
     debug_option,
@@ -108,6 +108,7 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
         atomic_write_text(json_path, text, force=force)
     if save_clips and clips:
         _save_clips(save_clips, clips, force, atomic_output)
+    print_check(runner, human)
     if len(paths) > 1 or warned:
         print(f"{plural(len(paths), 'video')}: {len(paths) - failures} classified "
               f"({warned} with decode warnings), {failures} failed", file=human)

@@ -131,6 +131,7 @@ class Backend(ABC):
         self.model_sha256 = model_sha256
         self.batch_size = batch_size
         self.pad_batches = pad_batches
+        self.last_check: BackendCheck | None = None  # what the last check() measured
 
     @property
     def name(self) -> str:
@@ -206,6 +207,7 @@ class Backend(ABC):
         when the error exceeds this backend's stated tolerance."""
         ref = self.reference()
         result = compare(self.run(clips, head), ref.run(clips, head), max(self.info.rtol, 1e-6))
+        self.last_check = result
         if not result.ok:
             raise ParityError(f"backend {self.name} differs from torch beyond its stated "
                               f"tolerance on the first batch: {result.describe()}")
