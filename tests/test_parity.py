@@ -48,6 +48,9 @@ def test_parity_passes_and_writes_reports(nl_checkpoint: Path, tmp_path: Path,
         np.testing.assert_allclose(z["torch/pred"], z["reference/pred"], rtol=1e-4, atol=1e-4)
     assert main(["parity", str(nl_checkpoint), *SMALL, "--report", str(page)]) == 0
     assert "<svg" in page.read_text() and "PASS" in page.read_text()
+    # the HTML page says what each series is and has the Markdown's timings
+    assert "side torch: the converted PyTorch model" in page.read_text()
+    assert "timings (seconds): " in page.read_text() and "timings (seconds): " in text
 
 
 def _stem_riv_inverted(m: NLResNet) -> None:
