@@ -57,6 +57,21 @@ def test_clean_videos_have_no_warnings(vids):
         assert decoded.num_frames == FRAMES and decoded.warnings == [] and info.warnings == []
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".mkv", ".avi"])
+@pytest.mark.parametrize("vfr", [False, True], ids=["cfr", "vfr"])
+def test_no_false_warning_on_clean_files_of_every_container(ext, vfr, tmp_path):
+    """Variable frame rates (AVI declares its 1 ms time base as the rate and counts dropped
+    frames; Matroska declares no count) and short files decode without a warning."""
+    if V.codec_for(ext) is None:
+        pytest.skip(f"no encoder for {ext} in this PyAV build")
+    for n, audio in ((7, False), (41, False), (41, ext in (".mp4", ".mkv"))):
+        path = V.make_video(tmp_path / f"clean{n}{audio}{ext}", 64, 48, n, vfr=vfr, audio=audio)
+        decoded = decode_frames(path, None, min_frames=0)
+        info = StreamInfo(0)
+        assert sum(1 for _ in iter_timed_frames(path, info, resize=False)) == n
+        assert decoded.num_frames == n and decoded.warnings == [] and info.warnings == []
+
+
 def test_truncated_faststart_mp4_is_reported(vids):
     frames, seconds = _declared(vids["half"])
     assert (frames, seconds) == _declared(vids["clean"])  # the index still says 60 frames
