@@ -3,7 +3,8 @@
 One rule for the three, documented in the README's exit-code table:
 
 * every input that failed is named once, on standard error, as ``nlconvert: failed: <reason>``
-  (the reason names the file), when it fails;
+  (the reason names the file): ``predict`` and ``features`` as it fails, ``evaluate`` when its
+  run ends (the database has them as they happen);
 * a video that decoded with warnings (maybe truncated or damaged) is named once on standard
   error as ``nlconvert: warning: <path>: <warnings>``; with ``--strict`` it is a failure;
 * the run goes on past failed inputs, writes its results for the others, and exits
