@@ -13,14 +13,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, option
 
 
 def check_writable(path: str | Path, force: bool) -> Path:
     """Raise :class:`OutputExistsError` if `path` exists and `force` is False."""
     p = Path(path)
     if p.exists() and not force:
-        raise OutputExistsError(f"{p}: output exists; pass --force to overwrite it")
+        raise OutputExistsError(f"{p}: output exists; pass {option('force')} to overwrite it")
     if p.is_dir():
         raise OutputExistsError(f"{p}: output path is a directory")
     return p

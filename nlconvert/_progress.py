@@ -106,14 +106,15 @@ class StepBar:
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=False)
 
-    def write(self, line: str) -> None:
-        """Print `line` on stdout above the bar."""
+    def write(self, line: str, *, err: bool = False) -> None:
+        """Print `line` above the bar, on stdout (stderr with `err`)."""
+        stream = sys.stderr if err else sys.stdout
         if self._bar is not None:
             from tqdm import tqdm
 
-            tqdm.write(line, file=sys.stdout)
+            tqdm.write(line, file=stream)
         else:
-            print(line, flush=True)
+            print(line, file=stream, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -7,7 +7,8 @@ time, so ``nlconvert --help`` and every ``--help`` are quick.
 
 Errors a user can cause are :class:`~nlconvert.errors.NLConvertError` (and click's usage
 errors): they are printed here, once, as one line, with exit code 2 for bad input or usage
-and 1 for a failed check. ``--debug`` (before or after the sub-command) shows tracebacks.
+and 1 for a failed check (3: a bulk command went on past failed inputs, commands/_bulk.py).
+``--debug`` (before or after the sub-command) shows tracebacks.
 Shell completion: ``eval "$(_NLCONVERT_COMPLETE=bash_source nlconvert)"`` (zsh_source,
 fish_source for the other shells).
 """
@@ -26,7 +27,7 @@ import click
 
 from ._version import __version__
 from .commands.options import debug_enabled, debug_option, enable_debug
-from .errors import EXIT_BAD_INPUT, EXIT_OK, NLConvertError
+from .errors import EXIT_BAD_INPUT, EXIT_OK, NLConvertError, speak_cli
 
 #: Sub-command name -> module of nlconvert.commands, in the order `--help` lists them.
 COMMANDS = {
@@ -73,7 +74,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                "max_content_width": 100},
              epilog="Exit codes: 0 ok, 1 a check failed (parity, tolerance), 2 bad input or "
-                    "usage. Shell completion: eval \"$(_NLCONVERT_COMPLETE=bash_source nlconvert)\".")
+                    "usage, 3 some inputs of predict/evaluate/features failed (the run went "
+                    "on). Shell completion: eval \"$(_NLCONVERT_COMPLETE=bash_source nlconvert)\".")
 @click.version_option(__version__, prog_name="nlconvert")
 @debug_option
 def cli() -> None:
@@ -138,12 +140,14 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nlconvert`` command; returns the exit code."""
     enable_debug(False)
+    speak_cli(True)  # error messages name --force, --arch (the API's say force=True, arch_name=)
     stdout = sys.stdout
     if not isinstance(stdout, _PipeSafeStdout):
         sys.stdout = _PipeSafeStdout(stdout)
     try:
         return _run(list(argv) if argv is not None else None)
     finally:
+        speak_cli(False)
         sys.stdout = stdout
 
 
@@ -152,6 +156,9 @@ def _run(argv: list[str] | None) -> int:
         result = cli.main(args=argv, prog_name="nlconvert", standalone_mode=False)
     except click.exceptions.Exit as exc:  # pragma: no cover - click returns it instead
         return int(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `nlconvert`: the normal help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else cli.get_help(click.Context(cli)))
+        return EXIT_OK
     except click.UsageError as exc:
         if debug_enabled():
             traceback.print_exc()

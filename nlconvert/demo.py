@@ -38,12 +38,19 @@ def run_demo(out_dir: str | Path, *, arch_name: str = "i3d_nonlocal_8x8", size: 
              seed: int = 0, force: bool = False,
              log: Callable[[str], None] = print) -> DemoResult:
     """Generate, convert, export and check; every file is refused if it exists, unless `force`."""
+    from .arch import get_arch
     from .convert import convert_file, load_model
+    from .errors import ArchitectureError
     from .parity.report import to_html, to_json
     from .parity.run import run_parity
     from .runtime.onnx_export import export_onnx
     from .synthetic import write_synthetic_checkpoint
 
+    if get_arch(arch_name).is_2d:  # refused before anything is written
+        raise ArchitectureError(
+            f"{arch_name} is a 2D ImageNet network: the demo converts, exports and checks a "
+            "video model; choose a video architecture (see `nlconvert info --list-archs`); "
+            "a 2D checkpoint is inflated by caffe2-to-torch --inflate")
     paths = demo_paths(out_dir, arch_name)
     for path in paths.values():
         check_writable(path, force)  # before anything is written

@@ -11,6 +11,29 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_SOME_FAILED = 3  # a bulk command went on past failed inputs (see commands/_bulk.py)
+
+#: How a user passes each option an error message may advise: on the command line, in Python.
+_OPTION_WORDS = {
+    "arch": ("--arch", "arch_name="),
+    "force": ("--force", "force=True"),
+    "inflate": ("--inflate", "inflate=True"),
+    "predict-net": ("--predict-net", "predict_net="),
+}
+_SPEAKING = {"cli": False}
+
+
+def speak_cli(on: bool = True) -> None:
+    """Error messages name the command line's options (set by the CLI for its run); else the
+    Python API's keyword arguments, since a Python user never typed ``--force``."""
+    _SPEAKING["cli"] = on
+
+
+def option(name: str) -> str:
+    """Option `name` (``"arch"``, ``"force"``, ...) in the words of the interface in use:
+    ``--arch`` on the command line, ``arch_name=`` in Python."""
+    cli, python = _OPTION_WORDS[name]
+    return cli if _SPEAKING["cli"] else python
 
 
 class NLConvertError(Exception):

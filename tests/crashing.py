@@ -15,3 +15,12 @@ def crashing_decoder(key: str, path: str, **kw):
     if POISON in os.path.basename(path):
         os._exit(3)
     return decode_views(key, path, **kw)
+
+
+def slow_messages(key: str, path: str):
+    """Messages of a long video, one every 50 ms (a worker busy when its parent is killed)."""
+    import time
+
+    for i in range(400):
+        time.sleep(0.05)
+        yield (key, i)

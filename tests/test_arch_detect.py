@@ -61,7 +61,7 @@ def test_blobs_and_predict_net_decide(name: str) -> None:
         with pytest.raises(ArchitectureError) as err:
             resolve_arch(Path("model.pkl"), blobs)
         msg = str(err.value)
-        assert "--arch" in msg and all(c in msg for c in candidates) and "\n" not in msg
+        assert "arch_name=" in msg and all(c in msg for c in candidates) and "\n" not in msg
     # The predict_net settles stem and clip length.
     net = build_predict_net(arch, "clip", 1)
     chosen, how = resolve_arch(Path("model.pkl"), blobs, predict_net=net)
@@ -73,13 +73,36 @@ def test_arch_flag_and_class_count() -> None:
     blobs["pred_w"] = np.zeros((101, 2048), np.float32)  # e.g. fine-tuned on UCF-101
     blobs["pred_b"] = np.zeros(101, np.float32)
     chosen, how = resolve_arch(Path("model.pkl"), blobs, arch_name="c2d_baseline_8x8")
-    assert chosen.num_classes == 101 and how == "given by --arch"
+    assert chosen.num_classes == 101 and how == "given by arch_name"  # Python words (the CLI says --arch)
 
 
 def test_2d_checkpoint_needs_inflate() -> None:
     blobs = random_blobs(get_arch("r50_imagenet_2d"))
     assert blobs["conv1_w"].ndim == 4
-    with pytest.raises(ArchitectureError, match="--inflate"):
+    with pytest.raises(ArchitectureError, match="inflate=True"):
         resolve_arch(Path("r50_pretrain_c2_model_iter450450_clean.pkl"), blobs)
-    with pytest.raises(ArchitectureError, match="--inflate"):
+    with pytest.raises(ArchitectureError, match="inflate=True"):
         resolve_arch(Path("whatever.pkl"), blobs)
+
+
+def test_api_errors_speak_the_api_words(tmp_path) -> None:
+    """A Python caller is told ``arch_name=`` and ``force=True``; the command line, ``--arch``
+    and ``--force`` (the CLI sets which, for its own run only)."""
+    import pytest
+
+    from nlconvert._atomic import check_writable
+    from nlconvert.arch.detect import resolve_arch
+    from nlconvert.cli import main
+    from nlconvert.errors import ArchitectureError, OutputExistsError
+    from nlconvert.synthetic.blobs import random_blobs
+
+    exists = tmp_path / "model.onnx"
+    exists.write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match=r"pass force=True to overwrite it$"):
+        check_writable(exists, force=False)
+    blobs = random_blobs(get_arch("c2d_baseline_8x8"))
+    with pytest.raises(ArchitectureError, match="pass arch_name= with one of them"):
+        resolve_arch(tmp_path / "model.pkl", blobs)
+    assert main(["info", "--list-archs", "--json", str(exists)]) == 2  # the CLI's words...
+    with pytest.raises(OutputExistsError, match="force=True"):  # ...for its run only
+        check_writable(exists, force=False)

@@ -126,3 +126,29 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_stale_temporary_exports_are_removed_from_the_cache(tmp_path, monkeypatch):
+    """A killed export leaves ``.<name>.onnx.<random>.tmp``: a later run removes it once it is
+    old; a young one (another run's export in progress) is left alone."""
+    import os
+    import time
+
+    from nlconvert.runtime import cache
+
+    monkeypatch.setenv("NLCONVERT_CACHE_DIR", str(tmp_path))
+    target = cache.onnx_cache_path("ab" * 32, head="clip", layout="frames", precision="fp32")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"cached")  # a cache hit: nothing is exported
+    old = target.parent / f".{target.name}.x1y2.tmp"
+    young = target.parent / f".{target.name}.z3w4.tmp"
+    old.write_bytes(b"half an export")
+    young.write_bytes(b"in progress")
+    past = time.time() - cache.STALE_TMP_SECONDS - 60
+    os.utime(old, (past, past))
+
+    def never():
+        raise AssertionError("a cached export is not rebuilt")
+
+    assert cache.cached_onnx_export("ab" * 32, never, head="clip") == target
+    assert not old.exists() and young.exists() and target.exists()

@@ -243,3 +243,23 @@ def test_predict_shows_progress_on_a_terminal(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "loading" in captured.err and "view" in captured.err  # status line, view bar
     assert "(12 frames, 1 view)" in captured.out
+
+
+def test_no_arguments_print_the_help(capsys):
+    """A bare ``nlconvert`` prints the normal help on stdout and exits 0 (not a one-line error)."""
+    from nlconvert import cli
+
+    assert cli.main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Usage: nlconvert") and "Commands:" in captured.out
+    assert "\n  predict" in captured.out and captured.err == ""
+
+
+def test_demo_refuses_a_2d_architecture_before_writing(tmp_path, capsys):
+    """A 2D ImageNet source cannot be demoed (nothing to inflate it to): refused up front, one
+    line, exit 2, nothing written."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--arch", "r50_imagenet_2d", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "r50_imagenet_2d is a 2D ImageNet network" in err[0]
+    assert not out.exists()

@@ -92,3 +92,34 @@ def test_debug_shows_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str
     bad.write_text("<!DOCTYPE html><html>404</html>")
     assert main(["--debug", "caffe2-to-torch", str(bad)]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_truncated_model_file_is_called_truncated(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"state_dict": {"w": torch.zeros(4096)}}, whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    assert main(["info", str(cut)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nlconvert: error: {cut}: truncated at byte {len(data) // 2} (the file ends "
+                   "early; download or copy it again)"]
+
+
+def test_a_text_file_given_as_npy_gets_no_pickle_advice(tmp_path: Path) -> None:
+    from nlconvert.errors import InputShapeError
+    from nlconvert.io.clip_file import load_clip_file
+
+    text = tmp_path / "clip.npy"
+    text.write_text("1 2 3\n4 5 6\n")
+    with pytest.raises(InputShapeError) as info:
+        load_clip_file(text)
+    message = str(info.value)
+    assert message.startswith(f"{text}: not an .npy file") and "pickle" not in message
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputShapeError, match="holds pickled Python objects"):
+        load_clip_file(objects)

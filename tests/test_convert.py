@@ -111,3 +111,39 @@ def test_verbose_prints_grouped_table(make_checkpoint: MakeCheckpoint,
     for group in ("[stem]", "[res2]", "[res5]", "[nonlocal]", "[head]"):
         assert group in out
     assert "nonlocal_conv4_5_theta_w -> res4.nonlocal_blocks.5.theta.weight" in " ".join(out.split())
+
+
+def test_arch_contradicting_the_released_file_name_is_warned(
+        make_checkpoint: MakeCheckpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """8x8 and 32x2 weights are the same blobs: only the file name tells. A --arch that
+    contradicts a released file name converts (the user may know better), with a warning."""
+    from nlconvert.synthetic import release_file_name
+
+    ckpt = make_checkpoint("c2d_baseline_8x8")
+    out = tmp_path / "as32.pt"
+    assert main(["caffe2-to-torch", str(ckpt), "-o", str(out), "--arch", "c2d_baseline_32x2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nlconvert: warning: {release_file_name('c2d_baseline_8x8')}.pkl: the file "
+                   "name names c2d_baseline_8x8, but the architecture given is c2d_baseline_32x2 "
+                   "(the weights fit both: is the name or the choice wrong?)"]
+    assert main(["info", str(ckpt), "--arch", "c2d_baseline_32x2"]) == 0
+    assert "file name names c2d_baseline_8x8" in capsys.readouterr().err
+    assert main(["info", str(ckpt), "--arch", "c2d_baseline_8x8"]) == 0  # agreeing: silent
+    assert capsys.readouterr().err == ""
+
+
+def test_existing_output_is_refused_before_reading_or_importing_torch(
+        make_checkpoint: MakeCheckpoint, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ckpt = make_checkpoint("c2d_baseline_8x8")
+    exists = tmp_path / "exists.pt"
+    exists.write_bytes(b"keep")
+    code = ("import sys\nfrom nlconvert.cli import main\n"
+            f"rc = main(['caffe2-to-torch', {str(ckpt)!r}, '-o', {str(exists)!r}])\n"
+            "print(rc, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "False"]
+    assert "exists.pt: output exists" in done.stderr and exists.read_bytes() == b"keep"

@@ -233,7 +233,7 @@ def test_features_command_writes_one_file_per_video_and_an_index(library, tmp_pa
     model = tmp_path / "m.pt"
     model.write_bytes(b"stand-in")
     assert main(["features", str(model), str(library), "--out", str(out), "--stride", "5",
-                 "--workers", "0"]) == 0
+                 "--workers", "0"]) == 3  # broken.mp4 failed: the bulk failure contract
     index = _index(out)
     assert set(index) == {"a/one.mp4", "a/two.webm", "b/c/three.mkv", "b/broken.mp4"}
     one = np.load(out / "a" / "one.npy")
@@ -260,18 +260,18 @@ def test_rerun_skips_what_is_done_and_other_settings_are_refused(library, tmp_pa
     model.write_bytes(b"stand-in")
     out = tmp_path / "feats"
     args = ["features", str(model), str(library), "--out", str(out), "--workers", "0"]
-    assert main(args) == 0
+    assert main(args) == 3  # b/broken.mp4 failed, the rest was extracted
     first = {p: p.read_bytes() for p in out.rglob("*.npy")}
     (out / "a" / "two.npy").unlink()  # partly deleted
-    assert main(args) == 0
+    assert main(args) == 3  # broken.mp4 is still recorded as failed: named again, exit 3
     assert made[1].views_scored == 1  # two.webm: 12 frames, one window of 4x2 at stride 16
     assert {p: p.read_bytes() for p in out.rglob("*.npy")} == first
-    assert main(args) == 0 and made[2].views_scored == 0
+    assert main(args) == 3 and made[2].views_scored == 0
     capsys.readouterr()
     assert main([*args, "--stride", "8"]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "stride: 16 -> 8" in err and "--force" in err
-    assert main([*args, "--stride", "8", "--force"]) == 0
+    assert main([*args, "--stride", "8", "--force"]) == 3
     assert json.loads((out / "features.json").read_text())["stride"] == 8
 
 

@@ -36,3 +36,27 @@ def test_list_archs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "i3d_baseline_8x8_IN_pretrain_600k_4gpu" in out and "r101_i3d_nonlocal_8x8" in out
     assert out.count("R101") >= 4
+
+
+def test_info_checks_the_given_arch_against_the_blobs(make_checkpoint: MakeCheckpoint,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--arch is checked, as the help says: blobs that do not fit are an error (exit 2, one
+    line naming the first wrong blob), as caffe2-to-torch with the same --arch."""
+    ckpt = make_checkpoint("c2d_baseline_8x8", name="mystery")
+    assert main(["info", str(ckpt), "--arch", "c2d_baseline_32x2"]) == 0
+    assert "(given by --arch); the blobs fit it" in capsys.readouterr().out
+    assert main(["info", str(ckpt), "--arch", "i3d_baseline_8x8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(ckpt) in err[0] and "do not fit --arch i3d_baseline_8x8" in err[0]
+    assert "conv1_w is 64x3x1x7x7, i3d_baseline_8x8 needs 64x3x5x7x7" in err[0]
+
+
+def test_info_refuses_an_existing_json_before_describing(make_checkpoint: MakeCheckpoint,
+                                                         tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = make_checkpoint("c2d_baseline_8x8", name="mystery")
+    exists = tmp_path / "exists.json"
+    exists.write_text("{}")
+    assert main(["info", str(ckpt), "--json", str(exists)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "exists.json: output exists" in captured.err

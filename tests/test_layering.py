@@ -101,3 +101,60 @@ def test_importlib_only_in_the_lazy_facades() -> None:
     allowed = {PACKAGE / "__init__.py", PACKAGE / "convert" / "__init__.py", PACKAGE / "cli.py"}
     users = {p for p in PACKAGE.rglob("*.py") if "import_module(" in p.read_text()}
     assert users <= allowed, sorted(str(p.relative_to(PACKAGE)) for p in users - allowed)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the nlconvert modules it imports (lazy imports included), resolved to files:
+    ``from .x import y`` is an edge to ``x`` (or to ``x.y`` when that is a module)."""
+    names = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        edges = set()
+        for target, _ in _imports(path):
+            while target and target not in names:  # a name inside a module: its module
+                target = target.rsplit(".", 1)[0] if "." in target else ""
+            if target:
+                edges.add(target)
+        graph[_module_name(path)] = edges - {_module_name(path)}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of `graph` (as the list of its modules), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_circle_even_inside_a_package() -> None:
+    """Peers of one unit may import each other one way only (lazy imports included): a
+    circle means a fact sits on the wrong side (e.g. a tolerance both ends need)."""
+    graph = _module_graph()
+    # A package's __init__ re-exports its modules (a facade, imported from outside): edges
+    # out of a facade are not followed, or every module using its package's facade would loop.
+    facades = {m for m in graph if (PACKAGE.parent / m.replace(".", "/") / "__init__.py").exists()}
+    inner = {m: {t for t in edges if t not in facades} for m, edges in graph.items()
+             if m not in facades}
+    found = _cycle(inner)
+    assert found is None, "import circle: " + " -> ".join(found or [])
+
+
+def test_the_circle_finder_finds_circles() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None

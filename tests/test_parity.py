@@ -57,6 +57,9 @@ def test_parity_passes_and_writes_reports(nl_checkpoint: Path, tmp_path: Path,
     picture = html.split('src="data:image/png;base64,')[1].split('"')[0]
     assert base64.b64decode(picture).startswith(b"\x89PNG\r\n\x1a\n")
     assert "nonlocal_conv3_1_affinity_prob" in html
+    # the HTML page says what each series is and has the Markdown's timings
+    assert "side torch: the converted PyTorch model" in html
+    assert "timings (seconds): " in html and "timings (seconds): " in text
 
 
 def _stem_riv_inverted(m: NLResNet) -> None:

@@ -37,7 +37,7 @@ def test_errors_are_raised_before_anything_is_written(tmp_path: Path, blobs):
         export_caffe2(get_arch("r50_imagenet_2d"), blobs, tmp_path / "c")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / PREDICT_NET).write_bytes(b"old")
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         export_caffe2(arch, blobs, tmp_path / "d")
     assert not (tmp_path / "d" / INIT_NET).exists()  # checked before the first write
     assert not any((tmp_path / n).exists() for n in ("a", "b", "c"))

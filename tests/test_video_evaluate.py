@@ -212,15 +212,15 @@ def test_evaluate_command(dataset, tmp_path, monkeypatch, capsys):
             "--batch-size", "16", "--workers", "0"]
     assert cli.main([*args, "--limit", "2"]) == 0
     assert json.loads(js.read_text())["pending"] == 6
-    assert cli.main(args) == 2  # the reports exist: replaced only with --force
-    assert "--force" in capsys.readouterr().err
-    args.append("--force")
-    assert cli.main(args) == 0
+    assert "6 still pending" in capsys.readouterr().out
+    # resuming is rerunning the same command: the reports are this database's, rewritten
+    assert cli.main(args) == 3  # two listed videos failed (the bulk failure contract)
     out = capsys.readouterr().out
     assert "failed 2" in out
     report = json.loads(js.read_text())
     assert (report["scored"], report["failed"], report["pending"]) == (6, 2, 0)
     assert "Failures by reason" in md.read_text()
+    args.append("--force")
     # another model file: refused, one line, exit 2
     other = tmp_path / "other.pt"
     other.write_bytes(b"another model")
@@ -250,3 +250,27 @@ def test_a_decoder_crash_costs_only_its_video(dataset, tmp_path):
     assert [c.key for c in crashes] == ["p"] and "crashed" in crashes[0].reason
     decoded = sorted(m.key for m in messages if not isinstance(m, WorkerCrash))
     assert decoded == sorted(e.key for e in entries)
+
+
+def test_a_worker_whose_parent_is_killed_ends_quietly(tmp_path):
+    """SIGKILL of the parent: its decoding worker notices the closed pipe and exits without
+    a traceback (nothing on the terminal they share)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    script = ("import sys\n"
+              f"sys.path.insert(0, {str(tests)!r})\n"
+              "import crashing\n"
+              "from nlconvert.video.workers import run_tasks\n"
+              "for m in run_tasks([('a', 'x'), ('b', 'y')], crashing.slow_messages, workers=1):\n"
+              "    print('got', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "got\n"  # the worker is running
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    err = proc.stderr.read()  # ends when the worker, which shares the pipe, has exited too
+    assert err == ""

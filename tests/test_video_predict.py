@@ -109,7 +109,7 @@ def test_predict_exit_2_on_a_bad_file(clip, cli_model, tmp_path, capsys, which):
 def test_predict_goes_on_after_a_bad_file_among_several(clip, cli_model, tmp_path, capsys):
     bad = V.make_bad_files(tmp_path / "bad", clip)
     code = cli.main(["predict", str(cli_model), str(bad["zero"]), str(clip), "--views", "1x1"])
-    assert code == 2
+    assert code == 3  # the failure contract of bulk commands (README exit codes)
     captured = capsys.readouterr()
     assert "clip.mp4" in captured.out and "empty file" in captured.err
 
@@ -125,3 +125,11 @@ def test_json_on_standard_output_is_pure_json(clip, cli_model, capsys):
     data = json.loads(captured.out)  # nothing else on stdout
     assert data[0]["views"] == "1x1" and data[0]["head"] == "fully_conv"
     assert data[0]["backend"] == "torch" and "backend:" in captured.err
+
+
+def test_check_prints_the_measured_error_when_it_passes(clip, cli_model, capsys, monkeypatch):
+    # the stand-in is its own reference (a real backend's is the torch model of its file)
+    monkeypatch.setattr(V.StandInBackend, "reference", lambda self: self)
+    assert cli.main(["predict", str(cli_model), str(clip), "--views", "1x1", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "check passed: torch against torch on the first batch: max rel err 0 (stated" in out

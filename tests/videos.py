@@ -257,3 +257,20 @@ class StandInBackend(Backend):
     def probs(self, clips: np.ndarray) -> np.ndarray:
         """What :meth:`scores` gives, computed directly (for expected values in tests)."""
         return self._forward(np.ascontiguousarray(clips, dtype=np.float32), "fully_conv")["probs"]
+
+
+def make_faststart(src: str | Path, dst: str | Path) -> Path:
+    """Remux an .mp4 with its index (moov) first, as web downloads are: a copy cut short
+    then still opens, and decodes its first part without a single decode error."""
+    import av
+
+    with av.open(str(src)) as source, av.open(str(dst), "w",
+                                              options={"movflags": "faststart"}) as out:
+        stream = source.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is None:  # the demuxer's final flush packet
+                continue
+            packet.stream = copy
+            out.mux(packet)
+    return Path(dst)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, option
 from ..io.caffe2_pb import arg_dict
 from .spec import STAGE_NAMES, ArchSpec
 from .zoo import arch_from_filename, arch_names, get_arch
@@ -154,6 +154,17 @@ def _fits_net(arch: ArchSpec, facts: NetFacts) -> bool:
     return bool(arch.nonlocal_block.grouped_stages) == facts.grouped or not arch.has_nonlocal
 
 
+def filename_conflict(path: str | Path, arch: ArchSpec, inflate: bool = False) -> str | None:
+    """A warning when the architecture chosen contradicts the released file name of `path`
+    (``i3d_nonlocal_8x8_IN_pretrain_400k.pkl`` converted as ``i3d_nonlocal_32x2``): the blobs
+    of two clip lengths are the same, so only the name tells. None when they agree."""
+    named = arch_from_filename(path)
+    if named is None or named.name == arch.name or (named.is_2d and inflate):
+        return None
+    return (f"{Path(path).name}: the file name names {named.name}, but the architecture given "
+            f"is {arch.name} (the weights fit both: is the name or the choice wrong?)")
+
+
 def resolve_arch(
     path: str | Path,
     blobs: Mapping[str, np.ndarray],
@@ -167,21 +178,23 @@ def resolve_arch(
         arch = get_arch(arch_name)
         if arch.is_2d:
             raise ArchitectureError(
-                f"{path}: --arch {arch.name} is a 2D ImageNet network; choose a video architecture"
+                f"{path}: {option('arch')} {arch.name} is a 2D ImageNet network; choose a video "
+                "architecture"
             )
-        return _with_classes(arch, None if inflate else facts.num_classes), "given by --arch"
+        return (_with_classes(arch, None if inflate else facts.num_classes),
+                f"given by {option('arch').rstrip('=')}")
     named = arch_from_filename(path)
     if named is not None and not (named.is_2d and inflate):
         if named.is_2d:
             raise ArchitectureError(
-                f"{path}: {named.name} is a 2D ImageNet checkpoint: pass --inflate and "
-                "--arch <video architecture> to inflate it"
+                f"{path}: {named.name} is a 2D ImageNet checkpoint: pass {option('inflate')} and "
+                f"{option('arch')} <video architecture> to inflate it"
             )
         return _with_classes(named, facts.num_classes), f"file name names {named.name}"
     if facts.is_2d:
         raise ArchitectureError(
-            f"{path}: the blobs are a 2D ImageNet network (4-D conv1_w): pass --inflate and "
-            "--arch <video architecture> to inflate it"
+            f"{path}: the blobs are a 2D ImageNet network (4-D conv1_w): pass "
+            f"{option('inflate')} and {option('arch')} <video architecture> to inflate it"
         )
     found = candidates_from_blobs(blobs)
     if predict_net is not None:
@@ -196,10 +209,10 @@ def resolve_arch(
     if not found:
         raise ArchitectureError(
             f"{path}: no zoo architecture has these blobs ({facts.describe()}); "
-            "pass --arch NAME (see `nlconvert info --list-archs`)"
+            f"pass {option('arch')} NAME (see `nlconvert info --list-archs`)"
         )
     names = ", ".join(a.name for a in found)
     raise ArchitectureError(
         f"{path}: the {how} fit several architectures ({names}); the stem and clip length "
-        f"are not in the weights: pass --arch with one of them"
+        f"are not in the weights: pass {option('arch')} with one of them"
     )

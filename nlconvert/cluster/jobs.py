@@ -118,6 +118,7 @@ def evaluate_on_ray(
     after_video: Callable[[str], None] | None = None,
     log: Callable[[str], None] | None = None,
     decoder: Decoder | None = None,
+    strict: bool = False,
 ) -> EvalSummary:
     """:func:`nlconvert.video.evaluate.evaluate` on a Ray cluster: the same database rows.
 
@@ -154,7 +155,8 @@ def evaluate_on_ray(
             configure_data_context(options, progress=interactive() and progress is not False)
             ds = _pipeline(ray, [{"key": e.key, "path": e.path or ""} for e in present],
                            decode_views_task,
-                           {"frames": frames, "rate": rate, "views": v, "decoder": decoder},
+                           {"frames": frames, "rate": rate, "views": v, "decoder": decoder,
+                            "strict": strict},
                            spec, {"task": "scores"}, layout, options)
             probs: dict[str, dict[int, np.ndarray]] = {}
             for message in _rows(ds, options):
@@ -164,16 +166,19 @@ def evaluate_on_ray(
                 if message[0] == "error":
                     fail(e, message[3], message[4])
                     continue
-                _, _, index, total, row, tag, num_frames = message
+                _, _, index, total, row, tag, num_frames, *extra = message
+                warnings = tuple(extra[0]) if extra else ()
                 _check_backend(tag, db.config.backend)
                 got = probs.setdefault(e.key, {})
                 got[int(index)] = row
                 if len(got) == total:
                     del probs[e.key]
                     scores = np.stack([got[i] for i in range(total)]).astype(np.float64).sum(axis=0)
-                    db.record_ok(e.key, e.path or "", e.label, scores, num_frames, 0.0)
+                    db.record_ok(e.key, e.path or "", e.label, scores, num_frames, 0.0, warnings)
                     recorded.add(e.key)
                     summary.scored += 1
+                    if warnings:
+                        summary.warned.append((e.key, warnings))
                     _tick(bar, after_video, e.key)
         for e in present:
             if e.key not in recorded:

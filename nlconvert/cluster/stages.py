@@ -5,9 +5,9 @@ processes, never a user's file): a decoding task turns one video into one row pe
 window (uint8 pixels, so a 10 x 3 view video is 30 small rows, not one 190 MB row) and a
 closing row; the model actor turns pixel rows into result rows and passes the others on.
 
-Messages: ``("view", key, index, total, pixels, num_frames)``, ``("window", key, index, pixels)``,
+Messages: ``("view", key, index, total, pixels, num_frames, warnings)``, ``("window", key, index, pixels)``,
 ``("summary", key, VideoSummary)``, ``("error", key, path, kind, reason)`` from decoding;
-``("probs", key, index, total, probs, backend, num_frames)`` and ``("feat", key, index, row, backend)``
+``("probs", key, index, total, probs, backend, num_frames, warnings)`` and ``("feat", key, index, row, backend)``
 from the model, or ``("fatal", reason)`` when the model cannot run (the driver stops).
 """
 
@@ -70,7 +70,8 @@ def _unreadable(key: str, path: str) -> tuple[Any, ...] | None:
 
 
 def decode_views_task(batch: dict[str, np.ndarray], *, frames: int, rate: int, views: str,
-                      decoder: Decoder | None = None) -> Iterator[dict[str, np.ndarray]]:
+                      decoder: Decoder | None = None, strict: bool = False
+                      ) -> Iterator[dict[str, np.ndarray]]:
     """A decoding task of ``evaluate``: each video's protocol views, a few rows at a time.
 
     `decoder` replaces :func:`nlconvert.video.workers.decode_views` (same signature; it must be
@@ -85,13 +86,15 @@ def decode_views_task(batch: dict[str, np.ndarray], *, frames: int, rate: int, v
         if problem is not None:
             yield _rows([problem])
             continue
-        (decoded,) = decode(key, path, frames=frames, rate=rate, views=views)
+        (decoded,) = (decode(key, path, frames=frames, rate=rate, views=views, strict=True)
+                      if strict else decode(key, path, frames=frames, rate=rate, views=views))
         if decoded.pixels is None:
             yield _rows([("error", key, path, decoded.kind or "error", decoded.reason or "")])
             continue
         total = decoded.pixels.shape[0]
         for start in range(0, total, ROWS_PER_BLOCK):
-            yield _rows([("view", key, i, total, decoded.pixels[i], decoded.num_frames)
+            yield _rows([("view", key, i, total, decoded.pixels[i], decoded.num_frames,
+                          tuple(getattr(decoded, "warnings", ())))
                          for i in range(start, min(start + ROWS_PER_BLOCK, total))])
 
 
@@ -172,7 +175,7 @@ class ModelActor:
             pixels = np.stack([m[4] if m[0] == "view" else m[3] for m in group])
             if self.task == "scores":
                 probs = self.backend.scores(normalize(pixels))
-                out += [("probs", m[1], m[2], m[3], probs[i], self.tag, m[5])
+                out += [("probs", m[1], m[2], m[3], probs[i], self.tag, *m[5:])
                         for i, m in enumerate(group)]
             else:
                 feats = window_features(self.backend, pixels, self.layer, spatial=self.spatial)

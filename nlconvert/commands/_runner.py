@@ -38,6 +38,15 @@ def get_runner(model: Path, backend: str, *, head: Head, device: str, threads: i
     return runner, None
 
 
+def print_check(runner: Any, out: TextIO | None = None) -> None:
+    """After a run with ``--check`` that passed: what the check measured (it is silent only
+    when no check ran)."""
+    result = getattr(runner, "last_check", None)
+    if result is not None:
+        print(f"check passed: {runner.name} against torch on the first batch: "
+              f"{result.describe()}", file=out)
+
+
 def cluster_session(on_ray: Any) -> contextlib.AbstractContextManager[Any]:
     """Connected to the Ray cluster for the whole command (``--ray``), before any output is
     created, so a cluster that cannot be reached leaves nothing behind; else nothing."""

@@ -29,8 +29,13 @@ def command(checkpoint: Path, output: Path | None, arch: str | None, predict_net
     """Convert a Caffe2 checkpoint of video-nonlocal-net (official .pkl, converted .pkl, or
     init_net.pb) into a PyTorch model file: strict mapping of every blob, architecture and
     class names and provenance stored in the file."""
-    from .._hashing import FileHash
+    import sys
 
+    from .._atomic import check_writable
+    from .._hashing import FileHash
+    from ..convert.formats import default_output
+
+    check_writable(output or default_output(checkpoint), force)  # before any (slow) reading
     # Start the provenance hash before torch is imported: it runs on the other core.
     file_hash = FileHash(checkpoint)
     from .._progress import status
@@ -41,6 +46,8 @@ def command(checkpoint: Path, output: Path | None, arch: str | None, predict_net
         out, conv = convert_file(checkpoint, output, arch_name=arch, predict_net=predict_net,
                                  inflate=inflate, allow_nonfinite=allow_nonfinite, force=force,
                                  file_hash=file_hash)
+    for warning in conv.warnings:
+        print(f"nlconvert: warning: {warning}", file=sys.stderr)
     if verbose:
         print(format_table(conv.mapping))
     n_params = sum(t.numel() for t in conv.mapping.state_dict.values())

@@ -25,12 +25,17 @@ def command(checkpoint: Path, output: Path, arch: str | None, head: str, batch_s
     """Write a checkpoint as the Caffe2 net pair the official code builds: init_net.pb
     (GivenTensorFill of each weight) and predict_net.pb. Caffe2 bakes the batch size (and the
     grouped non-local's crop size) into the net: use the files with exactly those sizes."""
-    from ..arch.detect import resolve_arch
+    import sys
+
+    from ..arch.detect import filename_conflict, resolve_arch
     from ..io.checkpoint import read_checkpoint
     from ..reference.caffe2_export import export_caffe2
 
     ckpt = read_checkpoint(checkpoint)
     spec, how = resolve_arch(checkpoint, ckpt.blobs, arch)
+    conflict = filename_conflict(checkpoint, spec) if arch else None
+    if conflict:
+        print(f"nlconvert: warning: {conflict}", file=sys.stderr)
     init_path, predict_path = export_caffe2(spec, ckpt.blobs, output, head=head,
                                             batch_size=batch_size, crop_size=crop_size, force=force)
     print(f"architecture: {spec.name} ({how})")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..arch import FEATURE_LAYERS
-from ._runner import cluster_session, get_runner
+from ._bulk import exit_code, failure_text, strict_option, warning_text
+from ._runner import cluster_session, get_runner, print_check
 from .options import (
     batch_size_option,
     check_local_only,
@@ -66,6 +68,7 @@ from .options import (
 @runner_options
 @click.option("--retry-failed", is_flag=True, help="Try again the videos an earlier run recorded as failed.")
 @ray_options
+@strict_option
 @force_option
 @debug_option
 def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Path | None,
@@ -73,7 +76,8 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
             fps: str | None, crop: str, crop_size: int | None, layer: str, spatial: bool,
             dtype: str, fmt: str, batch_size: int | None,
             workers: int | None, backend: str, device: str, threads: int | None,
-            no_compile: bool, check: bool, retry_failed: bool, force: bool, **ray: Any) -> int:
+            no_compile: bool, check: bool, retry_failed: bool, strict: bool, force: bool,
+            **ray: Any) -> int:
     """Extract features of every window of every video: window k starts at frame k*S and takes
     frames start + i*R (i < L) while its last frame is inside the video; a video shorter than
     one window gives one window at frame 0 wrapping around. Pixels are decoded (BT.601),
@@ -83,9 +87,10 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
     atomically and recorded in DIR/index.jsonl: a rerun skips what is done; other settings in
     an existing DIR are refused unless --force. Broken videos are recorded with their reason.
     With --ray, Ray tasks decode and model actors compute across a cluster; this process still
-    writes every file alone."""
+    writes every file alone. Videos with decode warnings (maybe truncated or damaged) are named
+    on stderr and in the index; --strict records them as failed. Failed videos are named on
+    stderr (those of earlier runs too); exit 3 when any listed video is recorded as failed."""
     from .._progress import StepBar
-    from ..errors import EXIT_OK
     from ..runtime.backends import MAP_BACKENDS, BackendError, spatial_refusal
     from ..video.crops import CropSpec
     from ..video.features import (
@@ -124,23 +129,33 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         backend=f"{runner.info.name}/{runner.info.precision}", crop_size=crops.size,
         spatial=spatial)
     with cluster_session(on_ray):
-        store = FeatureStore(out_dir, settings, force=force)
+        store = FeatureStore(out_dir, settings, force=force, strict=strict)
+        earlier = [k for k, _ in items + missing if k in store.rows
+                   and store.rows[k]["status"] != "ok" and store.done(k, retry_failed=retry_failed)]
+        for key in earlier:  # named on every rerun: the exit code counts them too
+            print(failure_text(f"{store.rows[key]['error']} (recorded by an earlier run in "
+                               f"{out_dir}; --retry-failed tries again)"), file=sys.stderr)
         missing_now = [(k, p) for k, p in missing if not store.done(k, retry_failed=retry_failed)]
         for key, path in missing_now:
             store.write(key, path, None, VideoSummary(key, path, error=f"{path}: no such file",
                                                       kind="missing"))
+            print(failure_text(f"{path}: no such file"), file=sys.stderr)
         todo = [(k, p) for k, p in items if not store.done(k, retry_failed=retry_failed)]
         done_before = len(items) + len(missing) - len(todo) - len(missing_now)
         bar = StepBar(len(todo), "features", unit="video")
-        counts = {"ok": 0, "failed": 0, "windows": 0}
+        counts = {"ok": 0, "failed": 0, "windows": 0, "warned": 0}
 
         def done(result: VideoFeatures) -> None:
-            if result.features is None:
+            summary = result.windows
+            if result.features is None or not summary.ok:  # (--strict fails a warned video)
                 counts["failed"] += 1
-                bar.write(f"failed: {' '.join((result.windows.error or '').split())}")
+                bar.write(failure_text(summary.error or f"{summary.path}: no features"), err=True)
             else:
                 counts["ok"] += 1
-                counts["windows"] += result.windows.windows
+                counts["windows"] += summary.windows
+                if summary.warnings:
+                    counts["warned"] += 1
+                    bar.write(warning_text(summary.path, summary.warnings), err=True)
             bar.step()
             bar.set_postfix(f"{counts['windows']} windows")
 
@@ -161,13 +176,15 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         finally:
             bar.close()
             store.finish()
+    print_check(runner)
     ok, failed, windows = counts["ok"], counts["failed"], counts["windows"]
     print(f"{plural(len(items) + len(missing), 'video')}: {ok} extracted now "
-          f"({plural(windows, 'window')}), {failed + len(missing_now)} failed, {done_before} already "
-          f"in {out_dir}; layer {layer}{' (spatial)' if spatial else ''}, {spec.frames}x"
-          f"{spec.rate} windows every {spec.stride} frames, crop {crop}"
+          f"({plural(windows, 'window')}, {counts['warned']} with decode warnings), "
+          f"{failed + len(missing_now)} failed, {done_before} already in {out_dir} "
+          f"({len(earlier)} of them failed); layer {layer}{' (spatial)' if spatial else ''}, "
+          f"{spec.frames}x{spec.rate} windows every {spec.stride} frames, crop {crop}"
           f"{'' if crops.size is None else f' {crops.size}'}; index {store.folder / 'index.jsonl'}")
-    return EXIT_OK
+    return exit_code(failed + len(missing_now) + len(earlier))
 
 
 def _inputs(inputs: tuple[Path, ...], list_path: Path | None, root: Path | None

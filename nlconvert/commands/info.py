@@ -28,9 +28,12 @@ def command(model: Path | None, predict_net: Path | None, arch: str | None, blob
     """Describe MODEL without converting it: a Caffe2 checkpoint (.pkl, init_net.pb: blobs,
     detected architecture, what is ignored), a converted .pt/.safetensors, a hub folder or an exported
     .onnx (architecture, head, classes, provenance). --list-archs prints the zoo."""
+    from .._atomic import check_writable
     from ..convert.formats import ONNX_SUFFIX, is_model_path
     from ..errors import ArchitectureError
 
+    if json_path and json_path != "-":
+        check_writable(json_path, force)  # refused before anything is read or printed
     if list_archs:
         data: dict[str, Any] = {"architectures": _zoo()}
         lines = [f"{a['description']}\n    " + ("\n    ".join(
@@ -106,7 +109,7 @@ def _onnx_file(path: Path) -> tuple[dict[str, Any], list[str]]:
 
 def _checkpoint(path: Path, predict_net: Path | None, arch_name: str | None,
                 list_blobs: bool) -> tuple[dict[str, Any], list[str]]:
-    from ..arch.detect import blob_facts, resolve_arch
+    from ..arch.detect import blob_facts, filename_conflict, resolve_arch
     from ..errors import ArchitectureError
     from ..io.checkpoint import read_checkpoint
 
@@ -118,7 +121,23 @@ def _checkpoint(path: Path, predict_net: Path | None, arch_name: str | None,
         arch, how = resolve_arch(ckpt.path, ckpt.blobs, arch_name, ckpt.predict_net)
         arch_line, arch_data = f"{arch.describe()} ({how})", {"name": arch.name, "how": how}
     except ArchitectureError as exc:
+        if arch_name:  # the user's choice is wrong: an error, not a description
+            raise
         arch_line, arch_data = f"undecided: {exc}", {"name": "", "how": str(exc)}
+    if arch_name:  # --arch is checked against the blobs, as caffe2-to-torch would
+        from ..reference.netdef_builder import blob_differences
+
+        differences = blob_differences(arch, ckpt.blobs)
+        if differences:
+            raise ArchitectureError(f"{ckpt.path}: the blobs do not fit --arch {arch_name}: "
+                                    f"{'; '.join(differences)}")
+        arch_line += "; the blobs fit it"
+        conflict = filename_conflict(ckpt.path, arch)
+        if conflict:
+            import sys
+
+            print(f"nlconvert: warning: {conflict}", file=sys.stderr)
+            arch_data["warning"] = conflict
     data = {"file": str(ckpt.path), "kind": ckpt.format, "sha256": ckpt.sha256,
             "blobs": len(ckpt.blobs), "values": n_values, "metadata": ckpt.meta,
             "ignored": dict(reasons), "blobs_say": facts, "arch": arch_data}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ._runner import get_runner
+from ._bulk import exit_code, print_failure, print_warnings, strict_option
+from ._runner import get_runner, print_check
 from .options import (
     batch_size_option,
     debug_option,
@@ -39,20 +39,23 @@ from .options import (
 @json_option
 @click.option("--save-clips", callback=output_path((".npy", ".npz")), metavar="NPY",
               help="Save the normalised views fed to the model (.npy; .npz for several videos).")
+@strict_option
 @force_option
 @debug_option
 def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int | None,
             frames: int | None, rate: int | None, backend: str, device: str,
             threads: int | None, no_compile: bool, check: bool, topk: int,
-            json_path: str | None, save_clips: Path | None, force: bool) -> int:
+            json_path: str | None, save_clips: Path | None, strict: bool, force: bool) -> int:
     """Classify videos as the paper tested them: every frame decoded (BT.601), short side 256,
     10 clips x 3 crops of 256, the fully-convolutional head, sum of the views' softmaxes.
     MODEL: a converted .pt, an .onnx exported with --head fully_conv, or a Caffe2 .pkl.
-    INPUTS: video files or folders (searched recursively)."""
+    INPUTS: video files or folders (searched recursively). A video that decoded with warnings
+    (maybe truncated or damaged) is named on stderr and in the JSON; --strict fails it. With
+    several videos, failed ones are named on stderr and the run goes on (exit 3)."""
     from .._atomic import atomic_output, atomic_write_text, check_writable
-    from ..errors import EXIT_BAD_INPUT, EXIT_OK, VideoError
+    from ..errors import VideoError
     from ..video.datalist import expand_inputs
-    from ..video.decode import check_file
+    from ..video.decode import DAMAGED_KIND, VideoFileError, check_file, strict_reason
     from ..video.predict import predict_video
     from ..video.protocol import Views, normalize
 
@@ -68,21 +71,27 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
                            batch_size=batch_size, compile=not no_compile, out=human)
     results: list[dict[str, Any]] = []
     clips: dict[str, Any] = {}
-    failures = 0
+    failures = warned = 0
     for path in paths:
         try:
             pred, pixels = predict_video(runner, path, v, frames=frames, rate=rate, k=topk,
                                          show_progress=True, check=check)
             check = False
+            if strict and pred.plan.warnings:
+                raise VideoFileError(strict_reason(path, pred.plan.warnings), DAMAGED_KIND)
         except VideoError as exc:
             if len(paths) == 1:
-                raise
+                raise  # one video: the command failed (exit 2), not a bulk run
             failures += 1
-            print(f"nlconvert: error: {' '.join(str(exc).split())}", file=sys.stderr)
-            results.append({"path": str(path), "error": " ".join(str(exc).split())})
+            print_failure(str(exc))
+            results.append({"path": str(path), "error": " ".join(str(exc).split()),
+                            "kind": getattr(exc, "kind", "unreadable")})
             continue
-        print(f"{path}  ({plural(pred.plan.num_frames, 'frame')}, {plural(pred.num_views, 'view')})",
-              file=human)
+        warned += bool(pred.plan.warnings)
+        print_warnings(str(path), pred.plan.warnings)
+        flag = "  WARNING: see stderr" if pred.plan.warnings else ""
+        print(f"{path}  ({plural(pred.plan.num_frames, 'frame')}, "
+              f"{plural(pred.num_views, 'view')}){flag}", file=human)
         for rank, (index, name, prob) in enumerate(pred.topk, 1):
             print(f"  {rank}. {name:<40s} {prob:.4f}  [{index}]", file=human)
         entry = pred.to_dict()
@@ -99,7 +108,11 @@ def command(model: Path, inputs: tuple[Path, ...], views: str, batch_size: int |
         atomic_write_text(json_path, text, force=force)
     if save_clips and clips:
         _save_clips(save_clips, clips, force, atomic_output)
-    return EXIT_BAD_INPUT if failures else EXIT_OK
+    print_check(runner, human)
+    if len(paths) > 1 or warned:
+        print(f"{plural(len(paths), 'video')}: {len(paths) - failures} classified "
+              f"({warned} with decode warnings), {failures} failed", file=human)
+    return exit_code(failures)
 
 
 def _save_clips(target: Path, clips: dict[str, Any], force: bool, atomic_output: Any) -> None:

@@ -17,3 +17,8 @@ def is_model_path(path: str | Path) -> bool:
     ``config.json`` + ``model.safetensors``)."""
     p = Path(path)
     return p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES
+
+
+def default_output(source: str | Path, suffix: str = ".pt") -> Path:
+    """``model.pkl`` -> ``model.pt`` beside it (``init_net.pb`` -> ``init_net.pt``)."""
+    return Path(source).with_suffix(suffix)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import MappingError
+from ..errors import MappingError, option
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -208,7 +208,7 @@ def map_blobs(
                 continue  # the classifier of a 2D ImageNet checkpoint is not transferred
             raise MappingError(
                 f"{source}: blob '{blob}' has no place in architecture {arch_name} "
-                f"(it would load '{param}'); is this the right --arch?"
+                f"(it would load '{param}'); is this the right {option('arch')}?"
             )
         want = tuple(target[param].shape)
         if inflate and rule.group == "head" and tuple(array.shape) != want:

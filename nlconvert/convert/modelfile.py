@@ -70,6 +70,27 @@ def write_model_file(payload: Mapping[str, Any], out: str | Path, *, force: bool
     return out
 
 
+def _unreadable(path: Path, exc: BaseException) -> CheckpointFormatError:
+    """The one-line error of a model file torch or safetensors cannot read: a file cut
+    short (a torch zip without its central directory, a safetensors file shorter than its
+    header says) is called truncated, with its size."""
+    import zipfile
+
+    size = path.stat().st_size if path.exists() else 0
+    with open(path, "rb") as f:
+        head = f.read(8)
+    cut = False
+    if head.startswith(b"PK\x03\x04"):  # a zip (torch.save) whose end is missing
+        cut = not zipfile.is_zipfile(path)
+    elif path.suffix == ".safetensors" and len(head) == 8:
+        cut = size < 8 + int.from_bytes(head, "little")
+    if cut:
+        return CheckpointFormatError(f"{path}: truncated at byte {size} (the file ends early; "
+                                     "download or copy it again)")
+    return CheckpointFormatError(
+        f"{path}: not a readable nlconvert model file ({exc.__class__.__name__})")
+
+
 def _read_payload(path: Path) -> dict[str, Any]:
     if path.suffix == ".safetensors":
         from safetensors import safe_open
@@ -81,16 +102,14 @@ def _read_payload(path: Path) -> dict[str, Any]:
             payload: dict[str, Any] = {k: json.loads(v) for k, v in meta.items()}
             payload["state_dict"] = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointFormatError(
-                f"{path}: not a readable nlconvert model file ({exc.__class__.__name__})") from exc
+            raise _unreadable(path, exc) from exc
         return payload
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointFormatError(f"{path}: no such file") from None
     except Exception as exc:  # torch raises many types for a foreign or broken file
-        raise CheckpointFormatError(
-            f"{path}: not a readable nlconvert model file ({exc.__class__.__name__})") from exc
+        raise _unreadable(path, exc) from exc
     return payload if isinstance(payload, dict) else {}
 
 
@@ -108,8 +127,7 @@ def read_model_info(path: str | Path) -> ModelFile:
             with safe_open(str(p), framework="pt") as f:
                 payload: dict[str, Any] = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
         except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointFormatError(
-                f"{p}: not a readable nlconvert model file ({exc.__class__.__name__})") from exc
+            raise _unreadable(p, exc) from exc
         payload["state_dict"] = {}
     else:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,11 @@ from .._atomic import check_writable
 from .._hashing import FileHash
 from .._version import __version__
 from ..arch import ArchSpec, Head, default_class_names
-from ..arch.detect import resolve_arch
+from ..arch.detect import filename_conflict, resolve_arch
 from ..errors import CheckpointFormatError
 from ..io.checkpoint import read_checkpoint
 from ..model.resnet import NLResNet, build_model
-from .formats import CHECKPOINT_SUFFIXES
+from .formats import CHECKPOINT_SUFFIXES, default_output
 from .mapping import MappedBlob, MappingResult, blobs_from_state_dict, map_blobs
 from .modelfile import model_file_sha256, model_payload, read_model_file, write_model_file
 
@@ -42,6 +42,7 @@ class Conversion:
     source_sha256: str
     ignored: dict[str, str]
     meta: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # e.g. the arch contradicts the file name
 
     def provenance(self) -> dict[str, Any]:
         """Where the weights came from, stored in the output file."""
@@ -105,7 +106,9 @@ def prepare(
     target = build_model(arch, device="meta").state_dict()
     init = _official_init(arch) if inflate else None
     mapping = map_blobs(ckpt.blobs, target, str(source), arch.name, inflate, init)
+    conflict = filename_conflict(source, arch, inflate) if arch_name else None
     return Conversion(
+        warnings=[conflict] if conflict else [],
         source=source,
         blobs=ckpt.blobs,
         arch=arch,
@@ -171,11 +174,6 @@ def save_conversion(conv: Conversion, out: str | Path, force: bool = False) -> P
     payload = model_payload(conv.arch, default_class_names(conv.arch.num_classes),
                             conv.provenance(), conv.mapping.state_dict)
     return write_model_file(payload, out, force=force)
-
-
-def default_output(source: str | Path, suffix: str = ".pt") -> Path:
-    """``model.pkl`` -> ``model.pt`` beside it (``init_net.pb`` -> ``init_net.pt``)."""
-    return Path(source).with_suffix(suffix)
 
 
 def convert_file(

@@ -8,6 +8,8 @@ import numpy as np
 
 from ..errors import InputShapeError
 
+_NPY_MAGIC = b"\x93NUMPY"
+
 
 def load_clip_file(path: str | os.PathLike[str]) -> np.ndarray:
     """A normalised float32 clip from an ``.npy`` file, N x 3 x T x H x W.
@@ -17,8 +19,21 @@ def load_clip_file(path: str | os.PathLike[str]) -> np.ndarray:
     object array, or another shape or dtype.
     """
     try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise InputShapeError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if magic != _NPY_MAGIC:  # numpy would try it as a pickle and advise allow_pickle
+        raise InputShapeError(f"{path}: not an .npy file (no NUMPY header; {len(magic)}+ bytes of "
+                              "something else): save clips with numpy.save")
+    try:
         clip = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):  # an object array: Python objects, never loaded
+            raise InputShapeError(f"{path}: holds pickled Python objects, not a numeric array "
+                                  "(they are not loaded)") from None
+        raise InputShapeError(f"{path}: not a readable .npy array ({exc})") from None
+    except OSError as exc:
         raise InputShapeError(f"{path}: not a readable .npy array ({exc})") from None
     if clip.ndim == 4 and clip.shape[0] == 3:
         clip = clip[None]

@@ -26,7 +26,7 @@ from ..arch.spec import (
     ArchSpec,
     Head,
 )
-from ..errors import ArchitectureError, HubError
+from ..errors import ArchitectureError, HubError, option
 from .layers import make_norm
 from .nonlocal_block import NonLocalBlock
 
@@ -316,7 +316,7 @@ def build_model(arch: ArchSpec, head: Head = "clip", class_names: list[str] | No
     if arch.is_2d:
         raise ArchitectureError(
             f"{arch.name} is a 2D ImageNet checkpoint, not a video network: convert it with "
-            "--inflate --arch <video architecture>"
+            f"{option('inflate')} {option('arch')} <video architecture>"
         )
     if device is not None:
         with torch.device(device):

@@ -13,6 +13,21 @@ from ..errors import NLConvertError
 from .compare import LayerComparison
 from .run import ParityResult
 
+#: What each compared side is, for the reader of a report (the names are the JSON's).
+SIDE_LABELS = {
+    "torch": "the converted PyTorch model, every layer",
+    "onnx": "a temporary ONNX export that outputs every layer (--onnx-layers), in ONNX Runtime",
+    "onnx_file": "your ONNX file (--onnx), its final output, in ONNX Runtime",
+}
+
+
+def _sides(result: ParityResult) -> list[str]:
+    return [f"{s}: {SIDE_LABELS.get(s, s)}" for s in result.sides]
+
+
+def _timings(result: ParityResult) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
+
 
 def _verdict(result: ParityResult) -> str:
     return "PASS" if result.ok else "FAIL"
@@ -104,7 +119,8 @@ def to_markdown(result: ParityResult) -> str:
             f"{result.input_desc}",
             f"- reference: numpy Caffe2 operators running the net {result.net_source}",
             f"- tolerance used by every check: {result.tolerance.describe()}",
-            "- timings: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()), ""]
+            *[f"- side {line}" for line in _sides(result)],
+            f"- timings (seconds): {_timings(result)}", ""]
     out += ["## Summary", "", *[f"    {line}" for line in summary_lines(result)], ""]
     out += ["## Layers", "",
             "| blob | side | shape | max abs err | max rel err | cosine | limit | result |",
@@ -224,7 +240,9 @@ table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;pad
 <li>architecture: {esc(result.arch.describe())} ({esc(result.arch_reason)})</li>
 <li>head {result.head}, input {'x'.join(map(str, result.input_shape))}, {esc(result.input_desc)}</li>
 <li>reference: numpy Caffe2 operators running the net {esc(result.net_source)}</li>
-<li>tolerance used by every check: {esc(result.tolerance.describe())}</li></ul>
+<li>tolerance used by every check: {esc(result.tolerance.describe())}</li>
+{''.join(f"<li>side {esc(line)}</li>" for line in _sides(result))}
+<li>timings (seconds): {esc(_timings(result))}</li></ul>
 <h2>Error by depth</h2>{error_plot_svg(result)}
 <h2>Layers</h2><table><tr><th>blob</th><th>side</th><th>shape</th><th>max abs err</th>
 <th>max rel err</th><th>cosine</th><th>limit</th><th>result</th></tr>{''.join(rows)}</table>

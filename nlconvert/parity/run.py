@@ -22,7 +22,7 @@ from ..arch import INPUT_MEAN, INPUT_STD, ArchSpec, Head, default_class_names, r
 from ..attention.maps import BlockAttention, Query, block_attention, block_names
 from ..convert.formats import is_model_path
 from ..convert.pipeline import Conversion, model_from_state, prepare, prepare_model_file
-from ..errors import InputShapeError
+from ..errors import InputShapeError, option
 from ..io.caffe2_pb import arg_dict
 from ..io.clip_file import load_clip_file
 from ..model.resnet import NLResNet
@@ -234,7 +234,8 @@ def run_parity(
     if is_model_path(checkpoint):
         if predict_net is not None or arch_name is not None:
             raise InputShapeError(f"{checkpoint}: a converted model file carries its architecture "
-                                  "and weights; --arch and --predict-net are for Caffe2 checkpoints")
+                                  f"and weights; {option('arch')} and {option('predict-net')} are "
+                                  "for Caffe2 checkpoints")
         conv = prepare_model_file(checkpoint)
     else:
         conv = prepare(checkpoint, arch_name=arch_name, predict_net=predict_net)

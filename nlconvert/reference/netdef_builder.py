@@ -26,6 +26,7 @@ The fully-convolutional ``pred`` conv reads a 5-D weight; the net starts with a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..arch.spec import HEADS, STAGE_INNER, STAGE_NAMES, STAGE_STRIDES, STAGE_WIDTHS, ArchSpec, Head
@@ -110,6 +111,24 @@ def expected_blob_shapes(arch: ArchSpec) -> dict[str, tuple[int, ...]]:
     shapes["pred_b"] = (arch.num_classes,)
     return shapes
 
+
+
+def blob_differences(arch: ArchSpec, blobs: Mapping[str, Any], limit: int = 3) -> list[str]:
+    """How weight blobs differ from what `arch` needs (wrong shapes first, then missing and
+    left-over blobs), at most `limit` lines plus a count of the rest; empty when they fit."""
+    want = expected_blob_shapes(arch)
+    got = {name: tuple(int(d) for d in getattr(a, "shape", ())) for name, a in blobs.items()}
+
+    def dims(shape: tuple[int, ...]) -> str:
+        return "x".join(map(str, shape)) or "scalar"
+
+    found = [f"{n} is {dims(got[n])}, {arch.name} needs {dims(s)}"
+             for n, s in want.items() if n in got and got[n] != s]
+    found += [f"{n} is missing" for n in want if n not in got]
+    found += [f"{n} is not a blob of {arch.name}" for n in got if n not in want]
+    if len(found) > limit:
+        found = [*found[:limit], f"{len(found) - limit} more difference(s)"]
+    return found
 
 def expected_blob_names(arch: ArchSpec, head: Head = "clip") -> list[str]:
     """The weight blobs the predict net of `head` reads, in the order it first reads them.

@@ -40,6 +40,7 @@ from .._hashing import file_sha256
 from ..arch import FEATURE_LAYERS, HEADS, SPATIAL_LAYERS, ArchSpec, Head, default_class_names
 from ..convert.formats import is_model_path
 from ..errors import InputShapeError, NLConvertError, ParityError
+from .tolerances import EXACT_RTOL, REDUCED_RTOL
 
 if TYPE_CHECKING:
     import torch
@@ -48,14 +49,6 @@ if TYPE_CHECKING:
     from .onnx_session import OnnxModel
 
 BACKEND_NAMES = ("auto", "torch", "onnx", "fast")
-#: Within this relative error of ``torch`` a backend counts as exact.
-EXACT_RTOL = 1e-4
-#: Stated errors of the reduced-precision paths (see :meth:`Backend.check` and the README's
-#: measurements): ``max|out - ref| / max|ref|`` over logits, pooled features and probabilities.
-#: bf16 measured up to 0.15 on single-view probabilities of a seeded I3D-NL (near-tied classes
-#: swing most) and 0.07 on logits; fp16 (float16 ONNX files, verified at export) 5e-2. An int8
-#: file (``bench --int8``) is approximate without a bound.
-REDUCED_RTOL = {"bf16": 0.3, "fp16": 5e-2, "int8": 1.0}
 DEFAULT_BATCH_SIZE = 6  # 30 protocol views = 5 batches
 
 
@@ -150,6 +143,7 @@ class Backend(ABC):
         self.model_sha256 = model_sha256
         self.batch_size = batch_size
         self.pad_batches = pad_batches
+        self.last_check: BackendCheck | None = None  # what the last check() measured
 
     @property
     def name(self) -> str:
@@ -252,6 +246,7 @@ class Backend(ABC):
         when the error exceeds this backend's stated tolerance."""
         ref = self.reference()
         result = compare(self.run(clips, head), ref.run(clips, head), max(self.info.rtol, 1e-6))
+        self.last_check = result
         if not result.ok:
             raise ParityError(f"backend {self.name} differs from torch beyond its stated "
                               f"tolerance on the first batch: {result.describe()}")

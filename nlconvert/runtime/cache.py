@@ -2,15 +2,20 @@
 
 Everything lives under one folder: ``$NLCONVERT_CACHE_DIR`` if set, else
 ``$XDG_CACHE_HOME/nlconvert``, else ``~/.cache/nlconvert``. An ONNX export is keyed by the
-SHA-256 of the model file's bytes (new weights, new key), the head, the graph layout, the
-precision and the nlconvert version (a newer exporter writes a new file). Files appear
-atomically, so processes sharing the cache (decoding workers, Ray actors on one node) never
-read half an export.
+SHA-256 of the model file's bytes (its first 32 hex digits, 128 bits, in the file name; new
+weights, new key), the head, the graph layout, the precision and the nlconvert version (a
+newer exporter writes a new file). Files appear atomically, so processes sharing the cache
+(decoding workers, Ray actors on one node) never read half an export. The temporary file of
+an export killed midway (``.<name>.onnx.<random>.tmp``) is removed by a later run once it is
+older than :data:`STALE_TMP_SECONDS`: a temporary file that young may be another run's export
+still in progress.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +34,25 @@ def cache_root() -> Path:
     return Path(base) / "nlconvert"
 
 
+#: A temporary file of the cache older than this is left over by a killed run (an export of
+#: the largest zoo model, verification included, takes a few minutes).
+STALE_TMP_SECONDS = 3600.0
+
+
+def remove_stale_temporaries(folder: Path, *, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove the temporary files (``.*.tmp``) in `folder` last written more than
+    `older_than` seconds ago; returns them. Younger ones may be concurrent runs' work."""
+    removed = []
+    limit = time.time() - older_than
+    with contextlib.suppress(OSError):
+        for tmp in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):  # gone already: another run removed it
+                if tmp.is_file() and tmp.stat().st_mtime < limit:
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
+
+
 def onnx_cache_path(model_sha256: str, *, head: str, layout: str, precision: str) -> Path:
     """Where the export of a model file with these settings is kept."""
     name = f"{model_sha256[:32]}-{head}-{layout}-{precision}-v{__version__}.onnx"
@@ -44,6 +68,7 @@ def cached_onnx_export(model_sha256: str, load: Callable[[], NLResNet], *, head:
     """
     path = onnx_cache_path(model_sha256, head=head, layout=layout,
                            precision="fp16" if fp16 else "fp32")
+    remove_stale_temporaries(path.parent)
     if path.is_file():
         return path
     from .onnx_export import export_onnx

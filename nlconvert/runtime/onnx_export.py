@@ -36,8 +36,8 @@ from .._version import __version__
 from ..arch import GRAPH_LAYOUTS, HEADS, INPUT_MEAN, INPUT_STD, NORMALIZATION, Head
 from ..errors import InputShapeError, NLConvertError, ParityError
 from ..model.resnet import NLResNet
-from .backends import REDUCED_RTOL
 from .onnx_format import DYNAMIC_AXES, INPUT_NAME, OUTPUT_NAMES, OnnxMetadata
+from .tolerances import REDUCED_RTOL
 
 DEFAULT_OPSET = 17
 FP32_RTOL = 1e-4  # max |onnx - torch| / max |torch| for a float32 file, clip head (logits)

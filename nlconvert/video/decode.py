@@ -9,6 +9,11 @@ Only the frames a caller needs are converted and resized, right after decoding, 
 holds the needed frames and nothing more. The needed indices depend on N, which is known only
 at the end: the stream's frame count (or duration x rate) is used as a guess, and when the
 decoded count differs a second pass fetches what is still missing.
+
+A damaged file is never passed off as a clean one: packets that fail to decode, and a
+container whose declared frame count or duration disagrees with what decoded (a truncated
+download decodes its first part without a single error), give the video's ``warnings``
+(:func:`decode_warnings`), which the bulk commands report and ``--strict`` turns into failures.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class DecodedFrames:
     decode_errors: int = 0
     codec: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # see decode_warnings; empty when clean
 
 
 def _av():  # PyAV is an optional dependency (nlconvert[video])
@@ -136,12 +142,111 @@ def _hint(container) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Declared:
+    """What a container says of its first video stream before anything is decoded."""
+
+    frames: int = 0  # the frame count it declares (0: none)
+    seconds: float | None = None  # the stream's declared duration
+    exact_count: bool = False  # `frames` is the container's own sample count (MP4/MOV)
+    rate: float = 0.0  # average frame rate (frames per second; 0 if unknown)
+
+
+#: Formats whose declared frame count is their sample table, exact for a whole file (AVI
+#: counts dropped-frame placeholders, Matroska/WebM declare none: those are checked by duration).
+_EXACT_COUNT_FORMATS = ("mov", "mp4")
+
+#: A decoded duration may differ from the declared one by the larger of this many frame
+#: periods and this fraction of the declared duration (last-frame durations, edit lists).
+DURATION_SLACK_FRAMES = 3
+DURATION_SLACK_FRACTION = 0.02
+
+
+def _tag_seconds(text: str) -> float | None:
+    """Matroska's per-track ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``) in seconds."""
+    try:
+        h, m, sec = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
+def declared(container: Any) -> Declared:
+    """The frame count and duration `container` declares for its first video stream."""
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    seconds: float | None = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif stream.metadata.get("DURATION"):
+        seconds = _tag_seconds(stream.metadata["DURATION"])
+    elif container.duration and len(container.streams) == 1:  # no other stream to be longer
+        seconds = container.duration / 1e6
+    names = set(str(container.format.name).split(","))
+    return Declared(frames=int(stream.frames or 0), seconds=seconds,
+                    exact_count=bool(names & set(_EXACT_COUNT_FORMATS)),
+                    rate=float(rate) if rate else 0.0)
+
+
+def decode_warnings(claimed: Declared, *, frames: int, seconds: float | None, errors: int,
+                    capped: bool = False) -> list[str]:
+    """Why a decoded video may be damaged: one short line per problem, none when clean.
+
+    `frames`, `seconds`: what was decoded (the span from the first frame's start to the last
+    frame's end); `errors`: packets that failed to decode; `capped`: decoding stopped at the
+    frame cap on purpose (counts and durations are then not compared).
+    """
+    out = []
+    if errors:
+        out.append(f"{errors} packet{'s' if errors != 1 else ''} failed to decode (skipped)")
+    if capped:
+        return out
+    if claimed.exact_count and claimed.frames and frames != claimed.frames:
+        out.append(f"the container declares {claimed.frames} frames, {frames} decoded "
+                   "(truncated or damaged?)")
+    if claimed.seconds and seconds is not None:
+        # The declared rate can be a time base (variable-rate AVI says 1000 fps): the larger
+        # of it and the decoded mean period measures "a few frames".
+        period = max(1 / claimed.rate if claimed.rate else 0.0, seconds / max(frames, 1))
+        slack = max(DURATION_SLACK_FRAMES * period, DURATION_SLACK_FRACTION * claimed.seconds)
+        if abs(seconds - claimed.seconds) > slack:
+            out.append(f"the container declares {claimed.seconds:.2f} s, {seconds:.2f} s "
+                       "decoded (truncated or damaged?)")
+    return out
+
+
+#: Failure kind of a video refused by ``--strict`` for its warnings.
+DAMAGED_KIND = "damaged (--strict)"
+
+
+def strict_reason(path: str | Path, warnings: Iterable[str]) -> str:
+    """The one-line failure reason of a video ``--strict`` refuses for its warnings."""
+    return f"{path}: {'; '.join(warnings)} (--strict)"
+
+
 @dataclass
 class PassStats:
-    """What one pass over a stream met: decode errors (skipped packets), the first size."""
+    """What one pass over a stream met: decode errors (skipped packets), the first size, and
+    the span of the decoded frames' timestamps (seconds)."""
 
     errors: int = 0
     size: tuple[int, int] = (0, 0)
+    first: float | None = None  # start time of the first frame
+    end: float | None = None  # end time (start + duration) of the latest-ending frame
+
+    def timed(self, frame: Any, base: float, period: float) -> None:
+        """Note the start and end time of a decoded frame."""
+        if frame.pts is None or not base:
+            return
+        start = frame.pts * base
+        length = (getattr(frame, "duration", None) or 0) * base or period
+        self.first = start if self.first is None else min(self.first, start)
+        self.end = start + length if self.end is None else max(self.end, start + length)
+
+    @property
+    def seconds(self) -> float | None:
+        """Decoded span in seconds (None without timestamps)."""
+        return None if self.first is None or self.end is None else self.end - self.first
 
 
 def _frames(container: Any, stats: PassStats) -> Iterator[Any]:
@@ -150,6 +255,9 @@ def _frames(container: Any, stats: PassStats) -> Iterator[Any]:
     av = _av()
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame threads: same frames, same order, faster
+    base = float(stream.time_base) if stream.time_base else 0.0
+    rate = stream.average_rate or stream.guessed_rate
+    period = 1 / float(rate) if rate else 0.0
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -159,6 +267,7 @@ def _frames(container: Any, stats: PassStats) -> Iterator[Any]:
         for frame in frames:
             if stats.size == (0, 0):
                 stats.size = (frame.height, frame.width)
+            stats.timed(frame, base, period)
             yield frame
 
 
@@ -174,12 +283,14 @@ def _decode_pass(
     kept: dict[int, np.ndarray],
     max_frames: int,
     resize: bool,
-) -> tuple[int, tuple[int, int], int, str, dict[str, str]]:
-    """One pass over the stream; keeps `wanted(guess)` frames not kept yet. Returns N etc."""
+) -> tuple[int, PassStats, list[str], str, dict[str, str]]:
+    """One pass over the stream; keeps `wanted(guess)` frames not kept yet. Returns N, what
+    the pass met, the warnings (:func:`decode_warnings`), the codec and colour tags."""
     av = _av()
     container = _open(path)
     try:
         codec, tags = _stream_tags(container)
+        claimed = declared(container)
         want = set(wanted(guess)) - kept.keys() if (wanted is not None and guess) else set()
         to_rgb = _rgb_converter()
         stats = PassStats()
@@ -191,7 +302,9 @@ def _decode_pass(
             count += 1
             if count >= max_frames:
                 break
-        return count, stats.size, stats.errors, codec, tags
+        warnings = decode_warnings(claimed, frames=count, seconds=stats.seconds,
+                                   errors=stats.errors, capped=count >= max_frames)
+        return count, stats, warnings, codec, tags
     except av.error.FFmpegError as exc:
         raise VideoFileError(f"{path}: cannot read the video ({exc})", "unreadable") from None
     finally:
@@ -215,6 +328,7 @@ class StreamInfo:
     frames: int = 0  # frames decoded
     errors: int = 0
     source_size: tuple[int, int] = (0, 0)
+    warnings: list[str] = field(default_factory=list)  # set once the stream has ended
 
 
 def iter_timed_frames(path: str | Path, info: StreamInfo | None = None,
@@ -232,6 +346,7 @@ def iter_timed_frames(path: str | Path, info: StreamInfo | None = None,
     container = _open(p)
     try:
         stream = container.streams.video[0]
+        claimed = declared(container)
         rate = stream.average_rate or stream.guessed_rate or 0
         info = info if info is not None else StreamInfo(Fraction(0))
         info.rate = Fraction(rate) if rate else Fraction(0)
@@ -254,6 +369,9 @@ def iter_timed_frames(path: str | Path, info: StreamInfo | None = None,
             rgb = to_rgb(frame)
             info.frames, info.errors, info.source_size = index + 1, stats.errors, stats.size
             yield TimedFrame(index, t - first, resize_frame(rgb) if resize else rgb)
+        info.errors = stats.errors
+        info.warnings = decode_warnings(claimed, frames=info.frames, seconds=stats.seconds,
+                                        errors=stats.errors)
     except av.error.FFmpegError as exc:
         raise VideoFileError(f"{p}: cannot read the video ({exc})", "unreadable") from None
     finally:
@@ -282,7 +400,7 @@ def decode_frames(
     if guess is not None:
         guess = min(guess, max_frames)
     kept: dict[int, np.ndarray] = {}
-    n, size, errors, codec, tags = _decode_pass(p, wanted, guess, kept, max_frames, resize)
+    n, stats, warnings, codec, tags = _decode_pass(p, wanted, guess, kept, max_frames, resize)
     if n < min_frames:
         what = "no frames" if n == 0 else f"{n} frame{'s' if n != 1 else ''}"
         raise VideoFileError(
@@ -299,7 +417,7 @@ def decode_frames(
             passes = 2
             if n2 != n:
                 raise VideoFileError(f"{p}: decoded {n}, then {n2} frames", "unreadable")
-    return DecodedFrames(n, kept, size, passes, errors, codec, tags)
+    return DecodedFrames(n, kept, stats.size, passes, stats.errors, codec, tags, warnings)
 
 
 def count_frames(path: str | Path, max_frames: int = MAX_FRAMES) -> int:

@@ -2,12 +2,15 @@
 
 Accuracy is given two ways, both stated: the official denominator (every listed video;
 missing and undecodable ones count as wrong, as tools/test_net_video.py does with its 19,761)
-and the accuracy over the videos that decoded.
+and the accuracy over the videos that decoded. Videos scored despite decode warnings (a
+truncated or damaged file, see :func:`nlconvert.video.decode.decode_warnings`) are counted in
+the report; ``strict`` records them as failures instead.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -39,6 +42,7 @@ class EvalSummary:
     pending: int  # left for a later run (--limit)
     seconds: float
     failures: list[tuple[str, str]] = field(default_factory=list)  # (key, reason) of this call
+    warned: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # scored, with warnings
 
 
 def evaluate(
@@ -54,9 +58,11 @@ def evaluate(
     check: bool = False,
     progress: bool | None = None,
     after_video: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> EvalSummary:
     """Score every entry not yet in `db`, recording each video as soon as it is done.
 
+    `strict`: a video with decode warnings is recorded as failed, not scored.
     `workers` decoding processes run ahead of the model (0: decode in this process).
     `limit` caps how many new videos this call handles. `check`: the first video's first
     batch also runs on the torch backend (see :meth:`Backend.check`). `after_video(key)` runs
@@ -81,7 +87,7 @@ def evaluate(
                 summary.failures.append((e.key, reason))
                 _tick(bar, after_video, e.key)
         present = [(e.key, e.path) for e in todo if e.path is not None]
-        produce = partial(decode_views, frames=frames, rate=rate, views=v)
+        produce = partial(decode_views, frames=frames, rate=rate, views=v, strict=strict)
         for item in run_tasks(present, produce, workers=workers):
             e = by_key[item.key]
             if isinstance(item, WorkerCrash):
@@ -101,8 +107,10 @@ def evaluate(
                 probs = score_views(backend, item.pixels)
                 scores = probs.astype(np.float64).sum(axis=0)
                 db.record_ok(e.key, e.path or "", e.label, scores, item.num_frames,
-                             item.seconds + time.perf_counter() - t0)
+                             item.seconds + time.perf_counter() - t0, item.warnings)
                 summary.scored += 1
+                if item.warnings:
+                    summary.warned.append((e.key, item.warnings))
             _tick(bar, after_video, e.key)
     finally:
         if bar is not None:
@@ -156,8 +164,15 @@ def build_report(
     class_names: list[str] | None,
     published: list[dict[str, Any]] | None = None,
     top_n: int = 10,
+    *,
+    database: str = "",
+    database_id: str = "",
 ) -> dict[str, Any]:
-    """Accuracy figures of the listed videos from the recorded results (JSON-ready)."""
+    """Accuracy figures of the listed videos from the recorded results (JSON-ready).
+
+    `database`, `database_id`: the results database's path and identity, carried by the
+    report so that a rerun against the same database may rewrite it (:func:`report_owner`).
+    """
     listed = len(entries)
 
     def name(i: int | None) -> str:
@@ -172,6 +187,7 @@ def build_report(
     confusions: Counter[tuple[int, int]] = Counter()
     failures: Counter[str] = Counter()
     failure_examples: dict[str, list[str]] = defaultdict(list)
+    warned: list[str] = []  # scored videos that carried decode warnings
     for e in entries:
         per_class_total[e.label] += 1
         r = results.get(e.key)
@@ -186,6 +202,8 @@ def build_report(
                 failure_examples[kind].append(r.reason or "")
             continue
         ok += 1
+        if r.warnings:
+            warned.append(f"{r.key}: {'; '.join(r.warnings)}")
         per_class_decoded[e.label] += 1
         if r.pred == e.label:
             top1 += 1
@@ -207,6 +225,8 @@ def build_report(
     )
     worst = sorted(classes, key=lambda c: (per_class_ok[c] / per_class_total[c], c))[:top_n]
     return {
+        "database": database,
+        "database_id": database_id,
         "model": config.model_path,
         "model_sha256": config.model_sha256,
         "arch": config.arch,
@@ -217,6 +237,8 @@ def build_report(
         "scored": ok,
         "failed": failed,
         "pending": pending,
+        "scored_with_warnings": len(warned),  # decode warnings: maybe truncated or damaged
+        "warning_examples": warned[:3],
         "official": {  # denominator: every listed video (failures and pending count as wrong)
             "denominator": listed,
             "top1": _pct(top1, listed),
@@ -268,8 +290,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- architecture: `{report['arch']}`, clip {report['clip']}, views {report['views']}, "
         f"backend {report['backend']}",
         f"- model sha256: `{report['model_sha256']}`",
+        f"- results database: `{report['database']}` (database id `{report['database_id']}`)",
         f"- listed {report['listed']}, scored {report['scored']}, failed {report['failed']}, "
         f"not yet evaluated {report['pending']}",
+        f"- scored videos with decode warnings (maybe truncated or damaged; --strict makes them "
+        f"failures): {report['scored_with_warnings']}",
+        *[f"  - {w}" for w in report["warning_examples"]],
         "",
         "| accuracy | denominator | top-1 | top-5 | mean per-class top-1 |",
         "|---|---:|---:|---:|---:|",
@@ -306,12 +332,35 @@ def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
 
 
+_MD_OWNER = re.compile(r"^- results database: .*\(database id `([0-9a-f]{32})`\)$", re.M)
+
+
+def report_owner(path: str | Path) -> str | None:
+    """The database identity an existing report (``.md`` or ``.json``) carries, or None if
+    the file is not such a report (or cannot be read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(1 << 16) if Path(path).suffix.lower() == ".md" else f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if Path(path).suffix.lower() == ".md":
+        found = _MD_OWNER.search(head)
+        return found.group(1) if found else None
+    try:
+        data = json.loads(head)
+    except ValueError:
+        return None
+    owner = data.get("database_id") if isinstance(data, dict) else None
+    return owner if isinstance(owner, str) and owner else None
+
+
 __all__ = [
     "EvalSummary",
     "build_report",
     "evaluate",
     "published_for",
     "read_list",
+    "report_owner",
     "report_json",
     "report_markdown",
 ]

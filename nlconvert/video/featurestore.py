@@ -17,8 +17,10 @@ Layout of ``DIR``:
   ``feature_file``, ``frames``, ``decoded_frames``, ``fps``, ``windows``,
   ``window_start_frame``, ``window_start_s``, ``window_end_s``, ``channels``, ``shape``,
   ``crops`` (each crop's ``name``, ``h_off``, ``w_off`` and ``flip``, in the order of the
-  crops axis), ``layer``, ``backend``, ``model_sha256``, ``error`` and ``kind``. The last
-  line for a key wins.
+  crops axis), ``layer``, ``backend``, ``model_sha256``, ``warnings`` (signs of a truncated
+  or damaged file, empty when clean), ``error`` and ``kind``. The last line for a key wins.
+  With ``strict``, a video with warnings is recorded as failed (kind ``damaged (--strict)``)
+  and its features not kept.
 
 A video counts as done when the index has its line (and, when it succeeded, its file is
 there); a rerun after a crash, Ctrl-C or SIGKILL skips those and computes the rest. A line
@@ -39,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_output, atomic_write_text
-from ..errors import NLConvertError, OutputExistsError
+from ..errors import NLConvertError, OutputExistsError, option
+from .decode import DAMAGED_KIND, strict_reason
 from .stream import VideoSummary
 
 SETTINGS = "features.json"
@@ -96,13 +99,15 @@ def output_key(path: Path, root: Path | None) -> str:
 class FeatureStore:
     """An output folder opened for one setting (see the module doc)."""
 
-    def __init__(self, folder: str | Path, settings: FeatureSettings, *, force: bool = False) -> None:
+    def __init__(self, folder: str | Path, settings: FeatureSettings, *, force: bool = False,
+                 strict: bool = False) -> None:
         if settings.format not in FORMATS:
             raise FeatureDirError(f"--format must be one of {', '.join(FORMATS)}")
         if settings.dtype not in DTYPES:
             raise FeatureDirError(f"--dtype must be one of {', '.join(DTYPES)}")
         self.folder = Path(folder)
         self.settings = settings
+        self.strict = strict
         if settings.format == "h5":
             try:
                 import h5py  # noqa: F401 - needed at the end of the run: fail before it
@@ -122,13 +127,13 @@ class FeatureStore:
             if not force:
                 raise FeatureDirError(
                     f"{self.folder} holds features made with other settings "
-                    f"({'; '.join(settings.differences(old))}): pass --force to replace them, "
+                    f"({'; '.join(settings.differences(old))}): pass {option('force')} to replace them, "
                     "or use another --out")
             self.clear()
         elif old is None and self._index_path.exists():
             if not force:
                 raise FeatureDirError(f"{self.folder}: has an index but no {SETTINGS}; pass "
-                                      "--force to start over")
+                                      f"{option('force')} to start over")
             self.clear()
         if not (self.folder / SETTINGS).exists():
             atomic_write_text(self.folder / SETTINGS,
@@ -232,7 +237,12 @@ class FeatureStore:
         return self.feature_path(key).exists()
 
     def write(self, key: str, path: str, features: np.ndarray | None, summary: VideoSummary) -> None:
-        """Store one video: its array atomically, then its index line (flushed to disk)."""
+        """Store one video: its array atomically, then its index line (flushed to disk).
+
+        With ``strict``, a video with decode warnings is stored as failed (no array)."""
+        if self.strict and summary.ok and summary.warnings:
+            summary.error = strict_reason(path, summary.warnings)
+            summary.kind = DAMAGED_KIND
         ok = features is not None and summary.ok
         feature_file = None
         if ok:
@@ -259,6 +269,7 @@ class FeatureStore:
             "crops": summary.crops if ok else [],
             "layer": self.settings.layer, "backend": self.settings.backend,
             "model_sha256": self.settings.model_sha256,
+            "warnings": list(summary.warnings),
             "error": None if ok else " ".join((summary.error or "no features").split()),
             "kind": None if ok else summary.kind, "seconds": round(summary.seconds, 3),
         }

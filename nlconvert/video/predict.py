@@ -41,6 +41,7 @@ class Prediction:
             "head": self.head,
             "backend": self.backend,
             "topk": [{"index": i, "name": n, "prob": round(p, 6)} for i, n, p in self.topk],
+            "warnings": list(self.plan.warnings),
         }
 
 

@@ -6,6 +6,11 @@ video is ever scored twice (a second write of a key is ignored, so a driver that
 result twice records it once). The ``runs`` table pins the model (SHA-256 of its file), the
 architecture, the views, the clip and the backend; a database made with another model or
 another backend is refused.
+
+Each database has a random identity (``meta.database_id``, made when it is created): the
+reports written from it carry it, so a rerun may rewrite its own reports (they are views of
+the database) while any other existing file still needs ``--force``. Each scored video keeps
+its decode ``warnings`` (a JSON list, empty for a clean video).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,7 @@ import numpy as np
 from ..arch import ranked
 from ..errors import NLConvertError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -59,7 +65,12 @@ CREATE TABLE IF NOT EXISTS videos (
     scores BLOB,
     num_frames INTEGER,
     seconds REAL,
-    recorded REAL NOT NULL
+    recorded REAL NOT NULL,
+    warnings TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
@@ -101,6 +112,7 @@ class VideoResult:
     top5: list[int] | None
     num_frames: int | None
     seconds: float | None
+    warnings: tuple[str, ...] = ()
 
 
 class ResultsDB:
@@ -118,6 +130,7 @@ class ResultsDB:
         except sqlite3.DatabaseError as exc:
             raise NLConvertError(f"{self.path}: not a usable results database ({exc})") from None
         self.config = config
+        self.database_id = self._identity()
         self.run_id = self._bind(config)
         cur = self.conn.execute(
             "INSERT INTO sessions (run_id, list_path, started) VALUES (?, ?, ?)",
@@ -125,9 +138,21 @@ class ResultsDB:
         )
         self.session_id = int(cur.lastrowid or 0)
 
+    def _identity(self) -> str:
+        """This database's identity, made once (databases of schema 2 get theirs now)."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('database_id', ?)",
+                              (uuid.uuid4().hex,))
+        row = self.conn.execute("SELECT value FROM meta WHERE name = 'database_id'").fetchone()
+        return str(row[0])
+
     def _migrate(self) -> None:
         """Schema 1 databases have no backend column: they were scored by the exact model
-        (PyTorch for a .pt/.pkl, ONNX Runtime for an .onnx), i.e. today's torch or onnx."""
+        (PyTorch for a .pt/.pkl, ONNX Runtime for an .onnx), i.e. today's torch or onnx.
+        Schema 2 ones have no warnings column (their videos are read as without warnings)."""
+        if "warnings" not in {row[1] for row in self.conn.execute("PRAGMA table_info(videos)")}:
+            self.conn.execute("ALTER TABLE videos ADD COLUMN warnings TEXT")
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
         if "backend" not in columns:
             self.conn.execute("ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT ''")
@@ -169,13 +194,16 @@ class ResultsDB:
         return {r[0] for r in rows}
 
     def record_ok(
-        self, key: str, path: str, label: int, scores: np.ndarray, num_frames: int, seconds: float
+        self, key: str, path: str, label: int, scores: np.ndarray, num_frames: int, seconds: float,
+        warnings: tuple[str, ...] | list[str] = (),
     ) -> None:
-        """Store a scored video (its summed softmax scores) in one transaction."""
+        """Store a scored video (its summed softmax scores, its decode warnings) in one
+        transaction."""
         self._insert(
             key, path, label, "ok", None, None, int(np.argmax(scores)),
             json.dumps(ranked(scores, 5)),
             np.asarray(scores, dtype=np.float32).tobytes(), num_frames, seconds,
+            json.dumps(list(warnings)),
         )
 
     def record_failure(
@@ -183,29 +211,31 @@ class ResultsDB:
     ) -> None:
         """Store a video that could not be scored, with a one-line reason."""
         reason = " ".join(reason.split())
-        self._insert(key, path, label, "failed", kind, reason, None, None, None, None, seconds)
+        self._insert(key, path, label, "failed", kind, reason, None, None, None, None, seconds,
+                     "[]")
 
     def _insert(self, *values: Any) -> None:
         with self.conn:  # one transaction per video
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute(  # a key already recorded keeps its first result
                 "INSERT OR IGNORE INTO videos (key, path, label, status, kind, reason, pred, top5, scores, "
-                "num_frames, seconds, run_id, session_id, recorded) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "num_frames, seconds, warnings, run_id, session_id, recorded) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, self.run_id, self.session_id, time.time()),
             )
 
     def results(self) -> dict[str, VideoResult]:
         """Every recorded video of this run, by key."""
         rows = self.conn.execute(
-            "SELECT key, label, status, kind, reason, pred, top5, num_frames, seconds "
+            "SELECT key, label, status, kind, reason, pred, top5, num_frames, seconds, warnings "
             "FROM videos WHERE run_id = ?",
             (self.run_id,),
         )
         out = {}
-        for key, label, status, kind, reason, pred, top5, nf, sec in rows:
+        for key, label, status, kind, reason, pred, top5, nf, sec, warned in rows:
             out[key] = VideoResult(
-                key, label, status, kind, reason, pred, json.loads(top5) if top5 else None, nf, sec
+                key, label, status, kind, reason, pred, json.loads(top5) if top5 else None, nf, sec,
+                tuple(json.loads(warned)) if warned else (),
             )
         return out
 
@@ -222,3 +252,20 @@ class ResultsDB:
             "UPDATE sessions SET finished = ? WHERE id = ?", (time.time(), self.session_id)
         )
         self.conn.close()
+
+
+def database_id(path: str | Path) -> str | None:
+    """The identity of the results database at `path`, read without changing it (None when
+    there is no such database, or it has no identity yet)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'database_id'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None
+    return str(row[0]) if row else None

@@ -59,6 +59,7 @@ class VideoSummary:
     seconds: float = 0.0
     error: str | None = None  # one line
     kind: str | None = None  # failure kind, for counting
+    warnings: list[str] = field(default_factory=list)  # decode.decode_warnings; empty if clean
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,7 @@ def stream_windows(key: str, path: str | Path, spec: WindowSpec, *,
         yield from _cut_windows(summary, out, spec, fps, crops)
         summary.decoded_frames = info.frames
         summary.source_size = info.source_size
+        summary.warnings = list(info.warnings)
         rate = fps if fps is not None else info.rate
         summary.fps = float(rate)
         period = 1 / rate if rate else 0.0

@@ -25,6 +25,7 @@ class ViewPlan:
     clips: tuple[tuple[int, ...], ...]  # frame indices of each clip, clip-major
     crops: tuple[tuple[int, int], ...]  # (h_off, w_off) of each crop
     passes: int = 1  # decoding passes needed (2 when the container's frame count was wrong)
+    warnings: tuple[str, ...] = ()  # signs of a damaged file (decode.decode_warnings)
 
     def view_index(self, clip: int, crop: int) -> int:
         """Position of (clip, crop) in the V axis: clip-major, crop-minor."""
@@ -35,6 +36,7 @@ class ViewPlan:
         d = asdict(self)
         d["clips"] = [list(c) for c in self.clips]
         d["crops"] = [list(c) for c in self.crops]
+        d["warnings"] = list(self.warnings)
         return d
 
 
@@ -72,6 +74,7 @@ def load_view_pixels(
         clips=tuple(tuple(c) for c in plan),
         crops=tuple(crop_offsets(rh, rw, v.crops, CROP)),
         passes=decoded.passes,
+        warnings=tuple(decoded.warnings),
     )
     return pixels, view_plan
 

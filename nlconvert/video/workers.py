@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import VideoError
-from .decode import VideoFileError
+from .decode import DAMAGED_KIND, VideoFileError, strict_reason
 from .views import load_view_pixels
 
 Produce = Callable[[str, str], Iterable[Any]]
@@ -36,6 +36,7 @@ class Decoded:
     kind: str | None  # failure kind, None when decoded
     reason: str | None
     seconds: float
+    warnings: tuple[str, ...] = ()  # signs of a damaged file; empty when clean
 
 
 @dataclass
@@ -52,8 +53,12 @@ class WorkerCrash:
                 f"{self.exitcode})")
 
 
-def decode_views(key: str, path: str, *, frames: int, rate: int, views: str) -> list[Decoded]:
-    """Decode one video into protocol views; failures become a :class:`Decoded` with a reason."""
+def decode_views(key: str, path: str, *, frames: int, rate: int, views: str,
+                 strict: bool = False) -> list[Decoded]:
+    """Decode one video into protocol views; failures become a :class:`Decoded` with a reason.
+
+    With `strict`, a video with decode warnings is a failure (kind ``damaged``), not scored.
+    """
     start = time.perf_counter()
     try:
         pixels, plan = load_view_pixels(path, frames, rate, views)
@@ -62,7 +67,11 @@ def decode_views(key: str, path: str, *, frames: int, rate: int, views: str) -> 
     except Exception as exc:  # noqa: BLE001 - a broken file must not stop an evaluation
         reason = f"{path}: {type(exc).__name__}: {exc}"
         return [Decoded(key, None, 0, "decode error", reason, time.perf_counter() - start)]
-    return [Decoded(key, pixels, plan.num_frames, None, None, time.perf_counter() - start)]
+    if strict and plan.warnings:
+        return [Decoded(key, None, plan.num_frames, DAMAGED_KIND, strict_reason(path, plan.warnings),
+                        time.perf_counter() - start, plan.warnings)]
+    return [Decoded(key, pixels, plan.num_frames, None, None, time.perf_counter() - start,
+                    plan.warnings)]
 
 
 class DecodingWorkersError(VideoError):
@@ -70,18 +79,25 @@ class DecodingWorkersError(VideoError):
 
 
 def _worker(conn: Any, produce: Produce) -> None:
-    """Worker process body: take a task from the parent, send its messages, say done."""
+    """Worker process body: take a task from the parent, send its messages, say done.
+
+    When the parent is gone (killed: its end of the pipe closes), the worker ends quietly:
+    no traceback of a broken pipe on the terminal the parent shared.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    while True:
-        item = conn.recv()
-        if item is None:
-            break
-        key, path = item
-        for message in produce(key, path):
-            conn.send(("message", message))  # blocks until the parent reads: backpressure
-        conn.send(("done", key))
+    try:
+        while True:
+            item = conn.recv()
+            if item is None:
+                break
+            key, path = item
+            for message in produce(key, path):
+                conn.send(("message", message))  # blocks until the parent reads: backpressure
+            conn.send(("done", key))
+    except (EOFError, OSError):  # BrokenPipeError, ConnectionResetError: the parent died
+        return
 
 
 def run_tasks(items: Iterable[tuple[str, str]], produce: Produce, *, workers: int = 0
