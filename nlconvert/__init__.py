@@ -25,6 +25,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .arch import ArchSpec, get_arch
     from .convert import convert_checkpoint, convert_file, load_model, save_model
+    from .interop.mmaction2 import export_mmaction2
     from .parity import run_parity
     from .runtime.backends import Backend, open_backend
     from .runtime.onnx_export import export_onnx
@@ -44,6 +45,7 @@ _API = {
     "Backend": "runtime.backends",
     "open_backend": "runtime.backends",
     "export_onnx": "runtime.onnx_export",
+    "export_mmaction2": "interop.mmaction2",
     "evaluate": "video.evaluate",
     "extract_features": "video.features",
     "predict": "video.predict",
@@ -57,6 +59,7 @@ __all__ = [
     "convert_checkpoint",
     "convert_file",
     "evaluate",
+    "export_mmaction2",
     "export_onnx",
     "extract_features",
     "get_arch",

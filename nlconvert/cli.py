@@ -36,6 +36,7 @@ COMMANDS = {
     "parity": "parity",
     "export-caffe2": "export_caffe2",
     "export-onnx": "export_onnx",
+    "export-mmaction2": "export_mmaction2",
     "run": "run",
     "bench": "bench",
     "predict": "predict",
