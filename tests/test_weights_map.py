@@ -81,3 +81,12 @@ def test_the_wheel_ships_the_tables(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("nlconvert-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"weights_map/caffe2_blobs.toml", "weights_map/mmaction2.toml"} <= names
+
+
+def test_subsampled_nonlocal_keys_are_mmcv_sequential_names() -> None:
+    assert to_mmaction2("res4.nonlocal_blocks.3.g.bias") == (
+        "backbone", "layer3.3.non_local_block.g.0.conv.bias")
+    assert to_mmaction2("res4.nonlocal_blocks.3.phi.weight") == (
+        "backbone", "layer3.3.non_local_block.phi.0.conv.weight")
+    assert to_mmaction2("res4.nonlocal_blocks.3.theta.weight") == (
+        "backbone", "layer3.3.non_local_block.theta.conv.weight")

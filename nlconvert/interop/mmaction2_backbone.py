@@ -109,7 +109,7 @@ class NLConvertResNet(NLResNet):
         self.register_load_state_dict_pre_hook(self._keys_from_mmaction2)
         self.register_state_dict_post_hook(self._keys_to_mmaction2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         res5 = self.trunk(x)[1]
         if self.training or not self.fully_conv_test:
             return res5

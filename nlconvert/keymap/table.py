@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -118,7 +118,7 @@ def tables_dir() -> Traversable:
         ) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_table(filename: str) -> KeyTable:
     """Load ``weights_map/<filename>`` (cached)."""
     path = tables_dir().joinpath(filename)
