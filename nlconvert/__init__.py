@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .attention import attention_maps
     from .convert import convert_checkpoint, convert_file, load_model, save_model
     from .hub import export_hub
+    from .interop.mmaction2 import export_mmaction2
     from .model import NLResNet
     from .parity import run_parity
     from .runtime.backends import Backend, open_backend
@@ -53,6 +54,7 @@ _API = {
     "Backend": "runtime.backends",
     "open_backend": "runtime.backends",
     "export_onnx": "runtime.onnx_export",
+    "export_mmaction2": "interop.mmaction2",
     "evaluate": "video.evaluate",
     "extract_features": "video.features",
     "predict": "video.predict",
@@ -69,6 +71,7 @@ __all__ = [
     "convert_file",
     "evaluate",
     "export_hub",
+    "export_mmaction2",
     "export_onnx",
     "extract_features",
     "get_arch",

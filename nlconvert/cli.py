@@ -38,6 +38,7 @@ COMMANDS = {
     "export-caffe2": "export_caffe2",
     "export-onnx": "export_onnx",
     "export-hub": "export_hub",
+    "export-mmaction2": "export_mmaction2",
     "run": "run",
     "bench": "bench",
     "predict": "predict",

@@ -17,14 +17,14 @@ PACKAGE = Path(nlconvert.__file__).parent
 LAYERS: list[set[str]] = [
     {"_version", "errors"},  # the version; the error types and exit codes
     {"_atomic", "_progress", "_hashing"},  # helpers: atomic files, progress, file hashes
-    {"io"},  # bytes -> blobs
+    {"io", "keymap"},  # bytes -> blobs; the weight-name tables of weights_map/ and their engine
     {"arch"},  # what a network is; the zoo; detection
     {"model", "reference"},  # the PyTorch network; the independent numpy Caffe2 reference
     {"convert"},  # blobs -> model; the model file
     {"synthetic"},  # generated checkpoints, clips and networks
     {"runtime"},  # backends, ONNX export and sessions, fast paths, bench
     {"attention"},  # non-local attention weights recorded from the model, pictures
-    {"parity", "video"},  # layer-by-layer checks; videos, evaluate, features
+    {"parity", "video", "interop"},  # layer-by-layer checks; videos, evaluate, features; other frameworks
     {"cluster", "demo", "hub"},  # Ray pipelines; the end-to-end demo; hub folders, torch.hub
     {"commands"},  # the command line's sub-commands
     {"cli"},

@@ -1,75 +1,64 @@
-"""Map Caffe2 blobs onto the PyTorch NL-ResNet with the declarative rules of ``nlconvert/data/blob_rules.toml``.
+"""Map Caffe2 blobs onto the PyTorch NL-ResNet with the table ``weights_map/caffe2_blobs.toml``.
 
 Loading is strict: every parameter and buffer of the model is filled, every weight blob is
 used, every shape is checked. Errors name the file, the blob, and the expected and found
 shapes. :func:`format_table` prints what went where, grouped, as Detectron2's loader does.
+The names are the table's; this module adds the loading rules (shapes, inflation, ignored
+blobs) and knows none.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import MappingError, option
+from ..keymap import KeyRule, KeyTable, load_table
 
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: The table of Caffe2 blob names (``weights_map/``).
+BLOB_TABLE = "caffe2_blobs.toml"
 
 
 @dataclass(frozen=True)
 class Rule:
     """One blob-name template and the parameter-name template it maps to."""
 
-    group: str
-    blob: str
-    param: str
-    inflate: bool  # a conv weight that --inflate may repeat along time
-    squeeze: bool  # trailing 1-sized dims of the blob may be dropped (pred_w as a conv)
-    blob_re: re.Pattern[str]
-    param_re: re.Pattern[str]
+    key: KeyRule
+
+    @property
+    def group(self) -> str:
+        return str(self.key.get("group", ""))
+
+    @property
+    def inflate(self) -> bool:  # a conv weight that --inflate may repeat along time
+        return bool(self.key.get("inflate", False))
+
+    @property
+    def squeeze(self) -> bool:  # trailing 1-sized dims of the blob may be dropped (pred_w as a conv)
+        return bool(self.key.get("squeeze", False))
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    rules: tuple[Rule, ...]
-    values: dict[str, dict[str, str]]  # placeholder -> Caffe2 spelling -> PyTorch spelling
+    """The blob table and its ``[ignored]`` section."""
+
+    table: KeyTable
     ignored_suffixes: dict[str, str]
     ignored_names: dict[str, str]
 
-    def _fill(self, template: str, groups: Mapping[str, str], to_torch: bool) -> str:
-        def sub(m: re.Match[str]) -> str:
-            key, val = m.group(1), groups[m.group(1)]
-            table = self.values.get(key)
-            if table is None:
-                return val
-            if to_torch:
-                return table[val]
-            return {v: k for k, v in table.items()}[val]
-
-        return _PLACEHOLDER.sub(sub, template)
-
     def blob_to_param(self, blob: str) -> tuple[Rule, str] | None:
         """The rule and parameter name for a blob, or None if no rule matches."""
-        for rule in self.rules:
-            m = rule.blob_re.fullmatch(blob)
-            if m:
-                return rule, self._fill(rule.param, m.groupdict(), to_torch=True)
-        return None
+        found = self.table.to_right(blob)
+        return (Rule(found[0]), found[1]) if found else None
 
     def param_to_blob(self, param: str) -> str | None:
         """The Caffe2 blob name a parameter is loaded from."""
-        for rule in self.rules:
-            m = rule.param_re.fullmatch(param)
-            if m:
-                return self._fill(rule.blob, m.groupdict(), to_torch=False)
-        return None
+        found = self.table.to_left(param)
+        return found[1] if found else None
 
     def ignore_reason(self, blob: str) -> str | None:
         """Why a blob is not a parameter (optimizer state, counters), or None."""
@@ -81,44 +70,12 @@ class RuleSet:
         return None
 
 
-def _compile(template: str, patterns: Mapping[str, str]) -> re.Pattern[str]:
-    out, pos, seen = [], 0, set()
-    for m in _PLACEHOLDER.finditer(template):
-        out.append(re.escape(template[pos : m.start()]))
-        name = m.group(1)
-        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{patterns[name]})")
-        seen.add(name)
-        pos = m.end()
-    out.append(re.escape(template[pos:]))
-    return re.compile("".join(out))
-
-
 @lru_cache(maxsize=1)
 def load_rules() -> RuleSet:
-    """The rule set of ``nlconvert/data/blob_rules.toml``."""
-    text = resources.files("nlconvert").joinpath("data/blob_rules.toml").read_text(encoding="utf-8")
-    data: dict[str, Any] = tomllib.loads(text)
-    placeholders: dict[str, str] = data["placeholders"]
-    values: dict[str, dict[str, str]] = data.get("values", {})
-    # On the PyTorch side a placeholder with a value table matches the translated words.
-    torch_patterns = {
-        k: "|".join(re.escape(v) for v in values[k].values()) if k in values else p
-        for k, p in placeholders.items()
-    }
-    rules = tuple(
-        Rule(
-            group=r["group"],
-            blob=r["blob"],
-            param=r["param"],
-            inflate=bool(r.get("inflate", False)),
-            squeeze=bool(r.get("squeeze", False)),
-            blob_re=_compile(r["blob"], placeholders),
-            param_re=_compile(r["param"], torch_patterns),
-        )
-        for r in data["rule"]
-    )
-    ignored = data.get("ignored", {})
-    return RuleSet(rules, values, dict(ignored.get("suffix", {})), dict(ignored.get("names", {})))
+    """The rule set of ``weights_map/caffe2_blobs.toml``."""
+    table = load_table(BLOB_TABLE)
+    ignored = table.extra.get("ignored", {})
+    return RuleSet(table, dict(ignored.get("suffix", {})), dict(ignored.get("names", {})))
 
 
 @dataclass
@@ -141,8 +98,7 @@ class MappingResult:
 
 
 def _group_name(rule: Rule, param: str) -> str:
-    m = rule.param_re.fullmatch(param)
-    return _PLACEHOLDER.sub(lambda g: m.group(g.group(1)) if m else "?", rule.group)
+    return load_rules().table.fill_field(rule.key, "group", param)
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 One builder turns an :class:`~nlconvert.arch.ArchSpec` into a module; the variants of the
 official code are arguments of small blocks, not subclasses. Nothing here knows Caffe2
-blob names: ``nlconvert/data/blob_rules.toml`` maps them onto this module's parameter names.
+blob names: ``weights_map/caffe2_blobs.toml`` maps them onto this module's parameter names.
 """
 
 from __future__ import annotations
