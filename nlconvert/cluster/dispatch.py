@@ -298,6 +298,8 @@ class Dispatcher:
                 return
             self.actor_start_failures = 0
             self._progress()
+            if self.log:
+                self.log(f"ray: model actor ready on node {actor.node[:12]}")
         else:
             actor = who
             try:
