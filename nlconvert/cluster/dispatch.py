@@ -97,6 +97,7 @@ class _Failure:
     error: BaseException
     suspect: bool  # whether the attempt itself may have killed the process
     node: str | None = None  # the actor's node, when an actor died
+    actor_died: bool = False
 
 
 @dataclass(eq=False)
@@ -231,7 +232,7 @@ class Dispatcher:
             self.owner.pop(ref, None)
             attempt = self.call_attempt.pop(ref, None)
             if attempt is not None and attempt.live:
-                failures.append(_Failure(attempt, error, i == 0, actor.node))
+                failures.append(_Failure(attempt, error, i == 0, actor.node, actor_died=True))
         actor.calls = []
         with contextlib.suppress(Exception):  # it is gone already
             self.ray.kill(actor.handle, no_restart=True)
@@ -380,25 +381,35 @@ class Dispatcher:
                 continue  # two of its chunks failed in this round
             settled.add(id(attempt))
             self._cancel(attempt)
-            kind = classify(failure.error)
+            video, error = attempt.video, failure.error
+            # An actor's death is a crash or a lost node whatever Ray calls it (it may say
+            # "unavailable" for either): the probe decides.
+            kind = DIED if failure.actor_died else classify(error)
             if kind == ERROR:
-                raise ClusterError(f"a Ray task of {attempt.video.path} failed: "
-                                   f"{type(failure.error).__name__}: "
-                                   f"{' '.join(str(failure.error).split())[:300]}")
+                raise ClusterError(f"a Ray task of {video.path} failed: {type(error).__name__}: "
+                                   f"{' '.join(str(error).split())[:300]}")
             if kind == DIED and failure.suspect:
                 if dead is None:  # one probe of the nodes for the whole round
                     dead = dead_nodes(self.ray, set().union(*(self._used(f) for f in failures)))
                     self._refresh_nodes(force=True)
+                    if self.log and dead:
+                        self.log(f"ray: node(s) lost: {', '.join(sorted(n[:12] for n in dead))}")
                 if not self._used(failure) & dead:
-                    self._crashed(attempt.video, failure.error)
+                    self._crashed(video, error)
                     continue
-            video = attempt.video
             if kind == LOST or failure.suspect:
                 video.losses += 1
-                video.not_before = now + min(BACKOFF_S * 2 ** (video.losses - 1), MAX_BACKOFF_S)
+                wait = min(BACKOFF_S * 2 ** (video.losses - 1), MAX_BACKOFF_S)
+                video.not_before = now + wait
+                self._say(f"{video.path}: {type(error).__name__} (a node, an object or an actor "
+                          f"was lost): again in {wait:g} s")
+            else:
+                self._say(f"{video.path}: queued on a model actor that died: again")
             self.todo.append(video)
-        if self.log and dead:
-            self.log(f"ray: node(s) lost: {', '.join(sorted(n[:8] for n in dead))}")
+
+    def _say(self, line: str) -> None:
+        if self.log:
+            self.log(f"ray: {line}")
 
     def _used(self, failure: _Failure) -> set[str]:
         """The nodes an attempt may have run on: those alive when it started or seen since,
@@ -413,6 +424,8 @@ class Dispatcher:
     def _crashed(self, video: _Video, exc: BaseException) -> None:
         video.crashes += 1
         self._progress()
+        self._say(f"{video.path}: its worker process died ({type(exc).__name__}) while every "
+                  f"node answered: attempt {video.crashes} of {self.options.max_attempts}")
         if video.crashes < self.options.max_attempts:
             self.todo.append(video)
             return
