@@ -19,6 +19,9 @@ When anything of an attempt fails, the whole video starts again, by this policy:
 
 Model actors are created here (no Ray restarts); a dead one is replaced at once and Ray
 places the new one on any node that fits, including a node that joined mid-run.
+
+Memory: at most one video per decoding slot plus one per actor is in flight, and no new
+video starts while ``WAITING_PER_ACTOR`` chunks per actor wait for the model.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from .stages import BackendSpec, ChunkResult, ModelActor
 
 #: Calls queued at once on one model actor (the next chunk is there when one ends).
 CALLS_PER_ACTOR = 2
+#: Decoded chunks waiting for an actor, per actor, beyond which no new video starts: when
+#: the model is the bottleneck, decoding must not fill the object store.
+WAITING_PER_ACTOR = 8
 #: First wait before a video hit by a node loss starts again; doubled each time, capped.
 BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
@@ -245,12 +251,16 @@ class Dispatcher:
     # -- attempts ---------------------------------------------------------------------------
 
     def _capacity(self) -> int:
-        """Videos in flight at once: one per decoding slot, plus one per actor."""
+        """Videos in flight at once: one per decoding slot, plus one per actor (a video whose
+        chunks are all decoded stays in flight until the model has them all)."""
         cpus = sum(r.get("CPU", 0.0) for r in self.nodes.values())
         free = cpus - self.layout.actors * self.layout.actor_cpus
         return max(1, int(free // self.layout.decode_cpus)) + self.layout.actors
 
     def _start_attempts(self, now: float) -> None:
+        waiting_chunks = sum(len(a.waiting) for a in self.attempts)
+        if waiting_chunks >= WAITING_PER_ACTOR * self.layout.actors:
+            return
         while len(self.attempts) < self._capacity():
             waiting = [v for v in self.todo if v.not_before <= now]
             if not waiting:
