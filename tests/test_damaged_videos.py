@@ -243,36 +243,26 @@ def test_evaluate_rerun_rewrites_its_own_reports_only(vids, stand_in, tmp_path, 
 
 
 def test_ray_stages_carry_the_warnings(vids):
-    """The Ray path's worker side (decoding task, model actor) without a cluster: the views of
-    a damaged video carry its warnings to the driver; --strict turns it into an error row."""
-    import numpy as np
+    """The Ray path's worker side (decoding task, model actor) without a cluster: a damaged
+    video's record carries its warnings to the driver; --strict turns it into a failure."""
+    from nlconvert.cluster.stages import ModelActor, decode_views_task, decode_windows_task
 
-    from nlconvert.cluster.stages import (
-        ModelActor,
-        decode_views_task,
-        decode_windows_task,
-        unpack,
-    )
+    def views(key: str, strict: bool = False):
+        return list(decode_views_task(key, str(vids["half" if key == "h" else "clean"]), frames=4,
+                                      rate=2, views="1x1", strict=strict))
 
-    batch = {"key": np.array(["h", "c"], dtype=object),
-             "path": np.array([str(vids["half"]), str(vids["clean"])], dtype=object)}
-    rows = [unpack(m) for out in decode_views_task(batch, frames=4, rate=2, views="1x1")
-            for m in out["msg"]]
-    views = {m[1]: m for m in rows if m[0] == "view"}
-    assert "declares 60 frames" in views["h"][6][0] and views["c"][6] == ()
+    half, clean = views("h"), views("c")
+    assert "declares 60 frames" in half[-1].meta.warnings[0] and clean[-1].meta.warnings == ()
     actor = ModelActor.__new__(ModelActor)  # its backend set here, not opened from a file
     actor.backend, actor.task, actor.tag = V.StandInBackend(frames=4, rate=2), "scores", "torch/fp32"
-    batch_rows = np.empty(len(rows), dtype=object)
-    batch_rows[:] = [m for out in decode_views_task(batch, frames=4, rate=2, views="1x1")
-                     for m in out["msg"]]
-    probs = {m[1]: m for m in map(unpack, actor._run({"msg": batch_rows})["msg"])}
-    assert probs["h"][7] == views["h"][6] and probs["c"][7] == ()
-    strict = [unpack(m) for out in decode_views_task(batch, frames=4, rate=2, views="1x1",
-                                                     strict=True) for m in out["msg"]]
-    (error,) = [m for m in strict if m[0] == "error"]
-    assert error[1] == "h" and error[3] == "damaged (--strict)"
-    summaries = [unpack(m) for out in decode_windows_task(batch, frames=4, rate=2, stride=16,
-                                                          fps=None, crop="center")
-                 for m in out["msg"] if unpack(m)[0] == "summary"]
-    by_key = {m[1]: m[2] for m in summaries}
-    assert tuple(by_key["h"].warnings) == views["h"][6] and by_key["c"].warnings == []
+    result = actor.run(half[-1])
+    assert result.fatal is None and result.values is not None
+    assert result.meta.warnings == half[-1].meta.warnings  # what the driver records
+    (strict,) = views("h", strict=True)
+    assert not strict.clips and strict.meta.pixels is None
+    assert strict.meta.kind == "damaged (--strict)"
+    summary = list(decode_windows_task("h", str(vids["half"]), frames=4, rate=2, stride=16,
+                                       fps=None, crop="center"))[-1].meta
+    clean_summary = list(decode_windows_task("c", str(vids["clean"]), frames=4, rate=2, stride=16,
+                                             fps=None, crop="center"))[-1].meta
+    assert tuple(summary.warnings) == half[-1].meta.warnings and clean_summary.warnings == []

@@ -199,13 +199,13 @@ def test_the_ray_stages_carry_crops_and_maps(video, monkeypatch):
     from nlconvert.cluster import stages
 
     monkeypatch.setattr(backends, "open_backend", V.stand_in_factory(frames=2, rate=3))
-    batch = {"key": np.array(["v"], dtype=object), "path": np.array([str(video)], dtype=object)}
-    rows = [m for block in stages.decode_windows_task(batch, frames=2, rate=3, stride=4, fps=None,
-                                                      crop=CropSpec.make("ten", 64))
-            for m in block["msg"]]
+    chunks = list(stages.decode_windows_task("v", str(video), frames=2, rate=3, stride=4,
+                                             fps=None, crop=CropSpec.make("ten", 64)))
     actor = stages.ModelActor(stages.BackendSpec(str(video)), "features", "pool5")
-    out = [stages.unpack(m) for m in actor({"msg": np.array(rows, dtype=object)})["msg"]]
-    feats = sorted((m for m in out if m[0] == "feat"), key=lambda m: m[2])
-    assert [m[2] for m in feats] == [0, 1] and feats[0][3].shape == (10, 48)
-    summary = next(m[2] for m in out if m[0] == "summary")
+    results = [actor.run(chunk) for chunk in chunks]
+    assert all(r.fatal is None for r in results)
+    indices = [i for r in results for i in r.indices]
+    feats = np.concatenate([r.values for r in results if r.values is not None])
+    assert indices == [0, 1] and feats.shape == (2, 10, 48)
+    summary = results[-1].meta
     assert len(summary.crops) == 10

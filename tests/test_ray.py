@@ -9,6 +9,7 @@ C2D R50 on one 8-frame view per video) keep each test near a minute on 2 cores.
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import signal
 import sqlite3
@@ -64,20 +65,48 @@ def data(tmp_path_factory):
     return root, pt
 
 
-@pytest.fixture
-def cluster(tmp_path_factory, monkeypatch):
-    """A head with no CPUs and two one-CPU workers (one more with gpu=True)."""
+def _start_cluster(workers: int):
+    """A head with no CPUs and `workers` one-CPU worker nodes."""
     from ray.cluster_utils import Cluster
 
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("rt")))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("NLCONVERT_CACHE_DIR", os.environ["NLCONVERT_CACHE_DIR"])
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    return c, [c.add_node(num_cpus=1) for _ in range(workers)]
+
+
+@pytest.fixture(scope="module")
+def ray_env(tmp_path_factory):
+    """RAY_TMPDIR under the tests' tmp dir; the tests' helpers importable on the workers."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("rt")))
+    mp.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    mp.setenv("NLCONVERT_CACHE_DIR", os.environ["NLCONVERT_CACHE_DIR"])
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def shared(ray_env):
+    """One cluster (two one-CPU workers) for the tests that lose no node."""
+    c, workers = _start_cluster(2)
     try:
         yield c, workers
     finally:
         ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture
+def make_cluster(ray_env):
+    """A cluster of its own for a test that removes nodes; always shut down."""
+    made = []
+
+    def make(workers: int):
+        made.append(_start_cluster(workers))
+        return made[-1]
+
+    yield make
+    ray.shutdown()
+    for c, _ in made:
         c.shutdown()
 
 
@@ -126,53 +155,156 @@ def _ray_eval(root: Path, pt: Path, db: Path, address: str, **kw) -> dict:
     return _rows(db)
 
 
-def test_evaluate_and_features_equal_a_local_run(data, cluster, tmp_path):
-    root, pt = data
-    c, _ = cluster
-    local = _local_eval(root, pt, tmp_path / "local.sqlite")
-    remote = _ray_eval(root, pt, tmp_path / "ray.sqlite", c.address)
-    _same(local, remote)
-    assert remote[next(k for k in remote if "broken" in k)][0] == "failed"
-    # features: the same files as a local run
-    items = [(p.name, str(p)) for p in sorted((root / "k").glob("video*.mp4"))[:4]]
+_FEATURES = {"layer": "pool5", "frames": 2, "rate": 8, "stride": 6, "fps": None, "crop": "center"}
+
+
+def _feature_items(root: Path) -> list[tuple[str, str]]:
+    return [(p.name, str(p)) for p in sorted((root / "k").glob("*.mp4"))]
+
+
+def _store(pt: Path, folder: Path) -> FeatureStore:
     settings = FeatureSettings(open_backend(pt, "torch").model_sha256, "c2d_baseline_8x8",
                                "pool5", 2, 8, 6, None, "center", "float32", "npy", "torch/fp32")
-    store = FeatureStore(tmp_path / "feats", settings)
+    return FeatureStore(folder, settings)
+
+
+def _ray_features(root: Path, pt: Path, folder: Path, address: str, **kw) -> Path:
     features_on_ray(BackendSpec(str(pt), "torch", batch_size=2), get_arch("c2d_baseline_8x8"),
-                    items, store, options=RayOptions(address=c.address, decode_cpus=0.5),
-                    layer="pool5", frames=2, rate=8, stride=6, fps=None, crop="center")
+                    _feature_items(root), _store(pt, folder),
+                    options=kw.pop("options", RayOptions(address=address, stall_timeout_s=180)),
+                    **_FEATURES, **kw)
+    return folder
+
+
+def _index(folder: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in (folder / "index.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["key"] for r in rows})  # every video once
+    return {r["key"]: {k: v for k, v in r.items() if k != "seconds"} for r in rows}
+
+
+def _same_features(local: Path, remote: Path) -> None:
+    """The same index rows (timings aside) and the same feature files, within 1e-5."""
+    assert _index(local) == _index(remote)
+    files = sorted(p.relative_to(local) for p in local.rglob("*.npy"))
+    assert files == sorted(p.relative_to(remote) for p in remote.rglob("*.npy")) and files
+    for rel in files:
+        a, b = np.load(local / rel), np.load(remote / rel)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+
+
+@pytest.fixture(scope="module")
+def local(data, tmp_path_factory):
+    """The local run of evaluate and features: what every cluster run must equal."""
+    root, pt = data
+    out = tmp_path_factory.mktemp("local")
+    rows = _local_eval(root, pt, out / "local.sqlite")
+    store = _store(pt, out / "feats")
     backend = open_backend(pt, "torch", batch_size=2)
-    for video, feats, _ in extract_features(backend, items, frames=2, rate=8, stride=6):
-        got = np.load(tmp_path / "feats" / Path(video).with_suffix(".npy"))
-        assert got.shape == feats.shape
-        assert np.abs(got - feats).max() <= 1e-5 * np.abs(feats).max()
+    for video, feats, windows in extract_features(
+            backend, _feature_items(root), frames=2, rate=8, stride=6):
+        store.write(video, windows.path, feats, windows)
+    assert sum(r[0] == "ok" for r in rows.values()) == 8
+    return rows, out / "feats"
 
 
-def test_a_lost_worker_node_does_not_lose_or_double_a_video(data, cluster, tmp_path):
+def test_evaluate_and_features_equal_a_local_run(data, local, shared, tmp_path):
     root, pt = data
-    c, workers = cluster
-    c.add_node(num_cpus=1)  # three workers; one goes away mid-run
-    removed = []
-
-    def remove_after_two(key):
-        if len(removed) == 0 and len(_rows(tmp_path / "ray.sqlite")) >= 2:
-            removed.append(key)
-            c.remove_node(workers[0])
-
-    remote = _ray_eval(root, pt, tmp_path / "ray.sqlite", c.address, after_video=remove_after_two)
-    assert removed, "the node was never removed"
-    local = _local_eval(root, pt, tmp_path / "local.sqlite")
-    _same(local, remote)
+    c, _ = shared
+    remote = _ray_eval(root, pt, tmp_path / "ray.sqlite", c.address)
+    _same(local[0], remote)
+    assert remote[next(k for k in remote if "broken" in k)][0] == "failed"
+    _same_features(local[1], _ray_features(root, pt, tmp_path / "feats", c.address))
+    with sqlite3.connect(tmp_path / "ray.sqlite") as conn:  # each video's compute seconds
+        seconds = conn.execute("SELECT seconds FROM videos WHERE status = 'ok'").fetchall()
+    assert len(seconds) == 8 and all(0 < s < 60 for (s,) in seconds)
 
 
-def test_a_poisoned_video_is_recorded_not_looped(data, cluster, tmp_path):
+#: How a scenario disturbs the cluster: (moment, action). Moments: "start" (just before the
+#: job), "actor" (the first model actor is ready; a second is still being created), or the
+#: number of videos recorded. Actions: "remove" (the first original worker still there),
+#: "remove-actor" (the node of the first model actor), "add" (a new one-CPU worker).
+SCENARIOS = [
+    pytest.param("evaluate", 3, [("start", "remove")], id="evaluate-node-lost-before-first-video"),
+    pytest.param("features", 3, [("start", "remove")], id="features-node-lost-before-first-video"),
+    pytest.param("evaluate", 3, [(2, "remove-actor")], id="evaluate-actor-node-lost-after-two"),
+    pytest.param("features", 3, [(3, "remove")], id="features-node-lost-after-three"),
+    pytest.param("evaluate", 3, [(7, "remove")], id="evaluate-node-lost-near-the-end"),
+    pytest.param("features", 3, [(7, "remove-actor")], id="features-actor-node-lost-near-the-end"),
+    pytest.param("features", 4, [(2, "remove"), (2, "remove")], id="features-two-of-four-lost"),
+    pytest.param("evaluate", 3, [("actor", "remove-actor")],
+                 id="evaluate-node-lost-while-actors-start"),
+    pytest.param("evaluate", 3, [(2, "remove-actor"), (3, "add"), (5, "remove")],
+                 id="evaluate-node-added-back-mid-run"),
+]
+
+
+@pytest.mark.parametrize(("task", "workers", "plan"), SCENARIOS)
+def test_lost_nodes_never_fail_a_video(data, local, make_cluster, tmp_path, task, workers, plan):
+    """Whatever the moment a node goes, the run equals the local run: every video once,
+    the same rows and files, no video failed by the loss."""
     root, pt = data
-    c, _ = cluster
+    c, nodes = make_cluster(workers)
+    originals = list(nodes)
+    actor_nodes: list[str] = []
+    pending = list(plan)
+    done_log: list[tuple] = []
+    recorded = [0]
+
+    def act(action: str) -> None:
+        if action == "add":
+            c.add_node(num_cpus=1)
+        elif action == "remove-actor":
+            node = next(n for n in c.worker_nodes if n.node_id.startswith(actor_nodes[0]))
+            c.remove_node(node, allow_graceful=False)
+        else:
+            node = next(n for n in originals if n in c.worker_nodes)
+            c.remove_node(node, allow_graceful=False)
+        done_log.append((recorded[0], action))
+
+    def fire(moment) -> None:
+        while pending and pending[0][0] == moment:
+            act(pending.pop(0)[1])
+
+    def log(line: str) -> None:
+        if line.startswith("ray: model actor ready on node "):
+            actor_nodes.append(line.rsplit(" ", 1)[1])
+            fire("actor")
+
+    def after(_key) -> None:
+        recorded[0] += 1
+        fire(recorded[0])
+
+    fire("start")
+    options = RayOptions(address=c.address, stall_timeout_s=180,
+                         actors=2 if ("actor", "remove-actor") in plan else None)
+    if task == "evaluate":
+        remote = _ray_eval(root, pt, tmp_path / "ray.sqlite", c.address, options=options,
+                           after_video=after, log=log)
+        _same(local[0], remote)
+    else:
+        folder = _ray_features(root, pt, tmp_path / "feats", c.address, options=options,
+                               on_video=after, log=log)
+        _same_features(local[1], folder)
+    assert not pending and len(done_log) == len(plan), f"not every disturbance happened: {done_log}"
+
+
+def test_a_poisoned_video_is_recorded_not_looped(data, local, make_cluster, tmp_path):
+    """A video that kills its worker is recorded after --max-attempts, in a cluster that also
+    loses a node meanwhile; every other video is scored as in the local run."""
+    root, pt = data
+    c, nodes = make_cluster(3)
     poison = V.make_video(tmp_path / "poison.mp4", 160, 120, 20)  # not in the shared folder
     listing = tmp_path / "list.txt"
     listing.write_text((root / "list.txt").read_text() + f"{poison} 0\n")
     sys.path.insert(0, str(TESTS))
     import crashing
+
+    removed = []
+
+    def remove_after_three(_key):
+        removed.append(_key)
+        if len(removed) == 3:
+            c.remove_node(nodes[0], allow_graceful=False)
 
     entries = ev.read_list(listing, root, None)
     results = ResultsDB(tmp_path / "p.sqlite", _config(pt))
@@ -180,19 +312,25 @@ def test_a_poisoned_video_is_recorded_not_looped(data, cluster, tmp_path):
     try:
         summary = evaluate_on_ray(
             BackendSpec(str(pt), "torch", batch_size=2), get_arch("c2d_baseline_8x8"), entries,
-            results, "1x1", options=RayOptions(address=c.address, decode_cpus=0.5, max_attempts=2),
-            frames=8, rate=8, decoder=crashing.crashing_decoder)
+            results, "1x1", options=RayOptions(address=c.address, max_attempts=2,
+                                               stall_timeout_s=180),
+            frames=8, rate=8, decoder=crashing.crashing_decoder, after_video=remove_after_three)
     finally:
         results.close()
     rows = _rows(tmp_path / "p.sqlite")
     assert rows[str(poison)][:2] == ("failed", "worker crash")
-    assert summary.scored == 8 and time.time() - start < WATCHDOG_S
+    del rows[str(poison)]
+    _same(local[0], rows)
+    assert summary.scored == 8 and summary.failed == 2 and time.time() - start < WATCHDOG_S
 
 
-def test_layouts_that_cannot_progress_are_refused(cluster):
-    c, _ = cluster
+def test_layouts_that_cannot_progress_are_refused(shared):
+    c, _ = shared
     ray.init(address=c.address)
-    nodes = ray.nodes()
+    try:
+        nodes = ray.nodes()
+    finally:
+        ray.shutdown()
     with pytest.raises(ClusterError, match="leave 0 for decoding"):
         plan_layout(RayOptions(actors=2, cpus_per_actor=1.0), nodes)
     with pytest.raises(ClusterError, match="GPUs"):
@@ -203,16 +341,6 @@ def test_layouts_that_cannot_progress_are_refused(cluster):
     assert (layout.actor_cpus, layout.decode_cpus, layout.cluster_cpus) == (0.5, 0.5, 2)
 
 
-def test_gpu_actors_on_fake_gpu_resources(data, cluster, tmp_path):
-    root, pt = data
-    c, _ = cluster
-    c.add_node(num_cpus=1, num_gpus=1)  # a "GPU" node: the actor lands there, runs on CPU
-    options = RayOptions(address=c.address, gpus_per_actor=1, cpus_per_actor=0.5,
-                         decode_cpus=0.5)
-    remote = _ray_eval(root, pt, tmp_path / "ray.sqlite", c.address, options=options)
-    _same(_local_eval(root, pt, tmp_path / "local.sqlite"), remote)
-
-
 _DRIVER = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -221,9 +349,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_killed_driver_resumes_without_doubling(data, cluster, tmp_path):
+def test_a_killed_driver_resumes_without_doubling(data, local, shared, tmp_path):
     root, pt = data
-    c, _ = cluster
+    c, _ = shared
     db = tmp_path / "r.sqlite"
     args = ["evaluate", str(pt), "--list", str(root / "list.txt"), "--root", str(root),
             "--db", str(db), "--views", "1x1", "--backend", "torch", "--batch-size", "1",
@@ -253,12 +381,12 @@ def test_a_killed_driver_resumes_without_doubling(data, cluster, tmp_path):
     assert len(after) == 9
     for key in before:
         assert after[key] == before[key]  # recorded once, never rewritten
-    _same(_local_eval(root, pt, tmp_path / "local.sqlite"), after)
+    _same(local[0], after)
 
 
-def test_features_command_on_the_cluster_equals_a_local_run(data, cluster, tmp_path):
+def test_features_command_on_the_cluster_equals_a_local_run(data, shared, tmp_path):
     root, pt = data
-    c, _ = cluster
+    c, _ = shared
     from nlconvert.cli import main
 
     folder = root / "k"
@@ -275,3 +403,14 @@ def test_features_command_on_the_cluster_equals_a_local_run(data, cluster, tmp_p
         assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
     index = (tmp_path / "ray" / "index.jsonl").read_text().splitlines()
     assert len(index) == 9 and sum('"failed"' in line for line in index) == 1  # broken.mp4
+
+
+def test_gpu_actors_on_fake_gpu_resources(data, local, shared, tmp_path):
+    """Last of the shared cluster's tests: it adds a node."""
+    root, pt = data
+    c, _ = shared
+    c.add_node(num_cpus=1, num_gpus=1)  # a "GPU" node: the actor lands there, runs on CPU
+    options = RayOptions(address=c.address, gpus_per_actor=1, cpus_per_actor=0.5,
+                         decode_cpus=0.5)
+    remote = _ray_eval(root, pt, tmp_path / "ray.sqlite", c.address, options=options)
+    _same(local[0], remote)

@@ -3,14 +3,13 @@
 The trap this avoids: model actors that take every CPU of a CPU-only cluster leave none for
 the decoding tasks (or for rebuilding objects lost with a node), and the pipeline then waits
 forever. Here actors ask for a fraction of a CPU by default, a layout that leaves decoding no
-CPU is refused before anything starts, and a pipeline that makes no progress for
+CPU is refused before anything starts, and a job that makes no progress for
 ``stall_timeout_s`` stops with an error instead of hanging.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -35,10 +34,11 @@ class RayOptions:
     actor's threads share cores with decoding). `decode_cpus`: CPUs per decoding task
     (default 1, less on nodes too small to hold an actor and a decoding task side by side, so
     that the job still progresses when it is down to one node).
-    `max_attempts`: attempts of a task whose worker dies (a crash, a lost node) before its
-    videos are recorded as failed. `max_failed_tasks`: how many tasks may end that way before
-    the whole job stops (a systematic failure is an error, not a list of failed videos).
-    `stall_timeout_s`: stop with an error after this long without any progress.
+    `max_attempts`: attempts of a video whose worker process dies while every node stays
+    alive (a video that crashes its decoder or the model) before it is recorded as failed;
+    a lost node, object or owner is never counted (see :mod:`.dispatch`).
+    `stall_timeout_s`: stop with an error after this long without any progress (e.g. no live
+    node fits the decoding tasks or the model actors).
     """
 
     address: str = "auto"
@@ -47,7 +47,6 @@ class RayOptions:
     cpus_per_actor: float | None = None
     decode_cpus: float | None = None
     max_attempts: int = 3
-    max_failed_tasks: int = 20
     stall_timeout_s: float = 600.0
     local_cpus: int | None = None
 
@@ -191,19 +190,3 @@ def _decoding_fits_beside_actors(nodes: list[dict[str, Any]], layout: Layout) ->
         slot[1] -= layout.actor_gpus
         free.sort(key=lambda f: -f[0])
     return any(f[0] >= layout.decode_cpus for f in free)
-
-
-def configure_data_context(options: RayOptions, *, progress: bool) -> Any:
-    """Ray Data's settings for our jobs (what README's "Across machines" lists)."""
-    ray = _ray()
-    ctx = ray.data.DataContext.get_current()
-    # A lost task is retried by Ray (max_retries, below); a task that exhausts its attempts
-    # fails its block, and up to max_failed_tasks such blocks let the job go on.
-    ctx.max_errored_blocks = options.max_failed_tasks
-    # No progress for this long (nothing produced or consumed anywhere) -> an error.
-    ctx.execution_no_progress_timeout_s = options.stall_timeout_s
-    ctx.enable_progress_bars = progress
-    ctx.verbose_progress = False
-    # Ray Data's own INFO lines (plans, "execution finished") are noise on our terminal.
-    logging.getLogger("ray.data").setLevel(logging.WARNING if progress else logging.ERROR)
-    return ctx

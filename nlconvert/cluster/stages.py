@@ -1,49 +1,65 @@
 """What runs on the Ray workers: decoding tasks and the model actor.
 
-Rows travel as one column ``msg`` of pickled tuples (our own messages between our own
-processes, never a user's file): a decoding task turns one video into one row per view or
-window (uint8 pixels, so a 10 x 3 view video is 30 small rows, not one 190 MB row) and a
-closing row; the model actor turns pixel rows into result rows and passes the others on.
+A decoding task is a Ray generator task, one video each: it yields :class:`Chunk` s of a
+few clips (views or windows, uint8, so a 10 x 3 view video is a handful of small objects,
+not one 190 MB object) and the last chunk carries the video's record (``meta``: the
+:class:`~nlconvert.video.workers.Decoded` without pixels for ``evaluate``, the
+:class:`~nlconvert.video.stream.VideoSummary` for ``features``), passed through untouched
+so that whatever those records hold reaches the driver. Every Python error of a video is
+caught in the task and travels in that record (a failure with its kind): only a dead
+process, a lost node or a lost object ever fails a task.
 
-Messages: ``("view", key, index, total, pixels, num_frames, warnings)``, ``("window", key, index, pixels)``,
-``("summary", key, VideoSummary)``, ``("error", key, path, kind, reason)`` from decoding;
-``("probs", key, index, total, probs, backend, num_frames, warnings)`` and ``("feat", key, index, row, backend)``
-from the model, or ``("fatal", reason)`` when the model cannot run (the driver stops).
+The :class:`ModelActor` turns a chunk into a :class:`ChunkResult` (probabilities or
+features per clip, and the seconds spent); a Python error in the model comes back as
+``fatal`` (a property of the job, not of one video: the driver stops).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import socket
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..video.crops import CropSpec
-
-#: Views or windows per row batch a decoding task yields (bounds a task's output blocks).
+#: Clips per chunk a decoding task yields (bounds one object; rounded up to a whole number
+#: of model batches so that ``evaluate`` batches views exactly as a local run does).
 ROWS_PER_BLOCK = 8
 
 Decoder = Callable[..., Any]
 
 
-def pack(message: tuple[Any, ...]) -> bytes:
-    return pickle.dumps(message, protocol=5)
+@dataclass
+class Chunk:
+    """Some clips of one video (``indices`` give their positions); the video's last chunk
+    carries `meta` and the decoding seconds."""
+
+    key: str
+    indices: list[int]
+    clips: list[np.ndarray]
+    meta: Any = None
+    seconds: float = 0.0
+
+    @property
+    def last(self) -> bool:
+        return self.meta is not None
 
 
-def unpack(data: bytes) -> tuple[Any, ...]:
-    return pickle.loads(data)  # noqa: S301 - rows written by pack() in our own workers
+@dataclass
+class ChunkResult:
+    """The model's rows for a chunk's clips (None without clips), the backend that made them,
+    and the seconds spent on the chunk (decoding included on the last chunk)."""
 
-
-def _rows(messages: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
-    out = np.empty(len(messages), dtype=object)
-    out[:] = [pack(m) for m in messages]
-    return {"msg": out}
+    key: str
+    indices: list[int]
+    values: np.ndarray | None
+    meta: Any
+    backend: str
+    seconds: float
+    fatal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,74 +76,98 @@ class BackendSpec:
     batch_size: int | None = None
     compile: bool = True
 
+    @property
+    def rows_per_chunk(self) -> int:
+        batch = self.batch_size or 1
+        return -(-ROWS_PER_BLOCK // batch) * batch
 
-def _unreadable(key: str, path: str) -> tuple[Any, ...] | None:
+
+def _unreadable(path: str) -> tuple[str, str] | None:
     if os.path.isfile(path) and os.access(path, os.R_OK):
         return None
-    return ("error", key, path, "not on this worker",
+    return ("not on this worker",
             f"{path}: cannot be read on worker node {socket.gethostname()} (inputs must be on "
             "storage every node sees, at the same path)")
 
 
-def decode_views_task(batch: dict[str, np.ndarray], *, frames: int, rate: int, views: str,
-                      decoder: Decoder | None = None, strict: bool = False
-                      ) -> Iterator[dict[str, np.ndarray]]:
-    """A decoding task of ``evaluate``: each video's protocol views, a few rows at a time.
+def _error_text(path: str, exc: Exception) -> str:
+    return f"{path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def decode_views_task(key: str, path: str, *, frames: int, rate: int, views: str,
+                      rows_per_chunk: int = ROWS_PER_BLOCK,
+                      decoder: Decoder | None = None, strict: bool = False) -> Iterator[Chunk]:
+    """A decoding task of ``evaluate``: one video's protocol views, a few per chunk.
 
     `decoder` replaces :func:`nlconvert.video.workers.decode_views` (same signature; it must be
-    importable on the workers), e.g. to read videos another way.
+    importable on the workers), e.g. to read videos another way. With `strict`, a video with
+    decode warnings comes back as a failure (the decoder's ``strict``).
     """
-    from ..video.workers import decode_views
+    from ..video.workers import Decoded, decode_views
 
-    decode = decoder or decode_views
-    for key, path in zip(batch["key"], batch["path"], strict=True):
-        key, path = str(key), str(path)
-        problem = _unreadable(key, path)
-        if problem is not None:
-            yield _rows([problem])
-            continue
+    problem = _unreadable(path)
+    if problem is not None:
+        yield Chunk(key, [], [], Decoded(key, None, 0, problem[0], problem[1], 0.0))
+        return
+    start = time.perf_counter()
+    try:
+        decode = decoder or decode_views
+        # `strict` only when asked: a custom decoder need not know the keyword
         (decoded,) = (decode(key, path, frames=frames, rate=rate, views=views, strict=True)
                       if strict else decode(key, path, frames=frames, rate=rate, views=views))
-        if decoded.pixels is None:
-            yield _rows([("error", key, path, decoded.kind or "error", decoded.reason or "")])
-            continue
-        total = decoded.pixels.shape[0]
-        for start in range(0, total, ROWS_PER_BLOCK):
-            yield _rows([("view", key, i, total, decoded.pixels[i], decoded.num_frames,
-                          tuple(getattr(decoded, "warnings", ())))
-                         for i in range(start, min(start + ROWS_PER_BLOCK, total))])
+    except Exception as exc:  # noqa: BLE001 - a video's error is recorded, not a task failure
+        decoded = Decoded(key, None, 0, "decode error", _error_text(path, exc),
+                          time.perf_counter() - start)
+    if decoded.pixels is None:
+        yield Chunk(key, [], [], decoded, decoded.seconds)
+        return
+    pixels, meta = decoded.pixels, replace(decoded, pixels=None)
+    total = pixels.shape[0]
+    for first in range(0, total, rows_per_chunk):
+        end = min(first + rows_per_chunk, total)
+        last = end == total
+        yield Chunk(key, list(range(first, end)), list(pixels[first:end]),
+                    meta if last else None, decoded.seconds if last else 0.0)
 
 
-def decode_windows_task(batch: dict[str, np.ndarray], *, frames: int, rate: int, stride: int,
-                        fps: Fraction | None, crop: str | CropSpec
-                        ) -> Iterator[dict[str, np.ndarray]]:
-    """A decoding task of ``features``: each video's windows as they are cut, then its summary."""
+def decode_windows_task(key: str, path: str, *, frames: int, rate: int, stride: int,
+                        rows_per_chunk: int = ROWS_PER_BLOCK,
+                        **stream_options: Any) -> Iterator[Chunk]:
+    """A decoding task of ``features``: one video's windows as they are cut, a few per chunk,
+    then its summary. `stream_options` go to :func:`nlconvert.video.stream.stream_windows`
+    (``fps``, ``crop``, ...)."""
     from ..video.stream import VideoSummary, Window, stream_windows
     from ..video.windows import WindowSpec
 
+    problem = _unreadable(path)
+    if problem is not None:
+        yield Chunk(key, [], [], VideoSummary(key, path, error=problem[1], kind=problem[0]))
+        return
     spec = WindowSpec(frames, rate, stride)
-    for key, path in zip(batch["key"], batch["path"], strict=True):
-        key, path = str(key), str(path)
-        problem = _unreadable(key, path)
-        if problem is not None:
-            yield _rows([("summary", key, VideoSummary(key, path, error=problem[4],
-                                                       kind=problem[3]))])
-            continue
-        pending: list[tuple[Any, ...]] = []
-        for message in stream_windows(key, path, spec, fps=fps, crop=crop):
+    start = time.perf_counter()
+    indices: list[int] = []
+    clips: list[np.ndarray] = []
+    try:
+        for message in stream_windows(key, path, spec, **stream_options):
             if isinstance(message, Window):
-                pending.append(("window", key, message.index, message.pixels))
-                if len(pending) >= ROWS_PER_BLOCK:
-                    yield _rows(pending)
-                    pending = []
-            else:
-                assert isinstance(message, VideoSummary)
-                yield _rows([*pending, ("summary", key, message)])
-                pending = []
+                indices.append(message.index)
+                clips.append(message.pixels)
+                if len(clips) >= rows_per_chunk:
+                    yield Chunk(key, indices, clips)
+                    indices, clips = [], []
+            elif isinstance(message, VideoSummary):
+                yield Chunk(key, indices, clips, message, time.perf_counter() - start)
+                return
+    except Exception as exc:  # noqa: BLE001 - a video's error is recorded, not a task failure
+        yield Chunk(key, [], [], VideoSummary(key, path, error=_error_text(path, exc),
+                                              kind="decode error"))
+        return
+    yield Chunk(key, [], [], VideoSummary(key, path, error=f"{path}: the decoder ended without "
+                                          "a summary", kind="decode error"))
 
 
 class ModelActor:
-    """The model in an actor, loaded once in ``__init__``; turns pixel rows into results.
+    """The model in an actor, loaded once in ``__init__``; turns chunks into results.
 
     `task` is ``"scores"`` (the protocol's probabilities) or ``"features"`` (`layer`, its
     maps with `spatial`; a window of several crops gives one row of all of them).
@@ -151,46 +191,41 @@ class ModelActor:
         self.layer = layer
         self.spatial = spatial
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # A Python error here is a property of the job (a wrong shape, a bug), not of a
-        # worker: it travels to the driver as a row and stops the job there, so Ray's
-        # error budget only ever counts dead workers and lost nodes.
-        try:
-            return self._run(batch)
-        except Exception as exc:  # noqa: BLE001 - reported, then raised by the driver
-            return _rows([("fatal", f"{type(exc).__name__}: {' '.join(str(exc).split())}")])
+    def ready(self) -> tuple[str, str]:
+        """The node this actor runs on and its backend tag (answered once it is loaded)."""
+        import ray
 
-    def _run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return ray.get_runtime_context().get_node_id(), self.tag
+
+    def run(self, chunk: Chunk) -> ChunkResult:
+        """The chunk's rows. A Python error here is a property of the job (a wrong shape, a
+        bug), not of a worker: it travels to the driver as ``fatal`` and stops the job."""
+        start = time.perf_counter()
+        try:
+            values = self._values(chunk.clips) if chunk.clips else None
+        except Exception as exc:  # noqa: BLE001 - reported, then raised by the driver
+            return ChunkResult(chunk.key, chunk.indices, None, chunk.meta, self.tag, 0.0,
+                               fatal=f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        return ChunkResult(chunk.key, chunk.indices, values, chunk.meta, self.tag,
+                           chunk.seconds + time.perf_counter() - start)
+
+    def _values(self, clips: list[np.ndarray]) -> np.ndarray:
         from ..video.features import window_features
         from ..video.protocol import normalize
 
-        messages = [unpack(b) for b in batch["msg"]]
-        out = [m for m in messages if m[0] not in ("view", "window")]
-        pixel_rows = [m for m in messages if m[0] in ("view", "window")]
-        by_shape: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
-        for m in pixel_rows:
-            pixels = m[4] if m[0] == "view" else m[3]
-            by_shape.setdefault(pixels.shape, []).append(m)
-        for group in by_shape.values():
-            pixels = np.stack([m[4] if m[0] == "view" else m[3] for m in group])
-            if self.task == "scores":
-                probs = self.backend.scores(normalize(pixels))
-                out += [("probs", m[1], m[2], m[3], probs[i], self.tag, *m[5:])
-                        for i, m in enumerate(group)]
-            else:
-                feats = window_features(self.backend, pixels, self.layer, spatial=self.spatial)
-                out += [("feat", m[1], m[2], feats[i], self.tag) for i, m in enumerate(group)]
-        return _rows(out)
-
-
-def model_actor_class(spec: BackendSpec, task: str, layer: str = "pool5",
-                      spatial: bool = False) -> type:
-    """A :class:`ModelActor` with its settings built in, so Ray creates (and re-creates, after
-    a lost node) the actor without constructor arguments held in the object store."""
-
-    class BoundModelActor(ModelActor):
-        def __init__(self) -> None:
-            super().__init__(spec, task, layer, spatial)
-
-    BoundModelActor.__name__ = BoundModelActor.__qualname__ = "ModelActor"
-    return BoundModelActor
+        out: list[np.ndarray | None] = [None] * len(clips)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, clip in enumerate(clips):
+            by_shape.setdefault(clip.shape, []).append(i)
+        size = self.backend.batch_size
+        for positions in by_shape.values():
+            for first in range(0, len(positions), size):
+                batch = positions[first:first + size]
+                pixels = np.stack([clips[i] for i in batch])
+                if self.task == "scores":
+                    rows = self.backend.scores(normalize(pixels))
+                else:
+                    rows = window_features(self.backend, pixels, self.layer, spatial=self.spatial)
+                for i, row in zip(batch, rows, strict=True):
+                    out[i] = row
+        return np.stack(out)  # type: ignore[arg-type]

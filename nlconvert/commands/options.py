@@ -172,11 +172,13 @@ _RAY_OPTIONS = [
                  help="--ray: CPUs per decoding task, one video each (default 1, or what a node "
                       "holding an actor has left, if less)."),
     click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
-                 metavar="N", help="--ray: attempts of a task whose worker dies before its "
-                                   "videos are recorded as failed."),
+                 metavar="N", help="--ray: attempts of a video whose worker process dies while "
+                                   "every node is alive, before it is recorded as failed (a "
+                                   "lost node is never counted)."),
     click.option("--stall-timeout", type=click.FloatRange(min=1), default=600.0,
                  show_default=True, metavar="S",
-                 help="--ray: stop with an error after S seconds without progress."),
+                 help="--ray: stop with an error after S seconds without progress (e.g. "
+                      "no live node fits the decoding tasks or the model actors)."),
 ]
 
 
