@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .parity import run_parity
     from .runtime.backends import Backend, open_backend
     from .runtime.onnx_export import export_onnx
+    from .training import create_model, param_groups
     from .video.evaluate import evaluate
     from .video.features import extract_features
     from .video.predict import predict, predict_video
@@ -44,6 +45,8 @@ _API = {
     "Backend": "runtime.backends",
     "open_backend": "runtime.backends",
     "export_onnx": "runtime.onnx_export",
+    "create_model": "training",
+    "param_groups": "training",
     "evaluate": "video.evaluate",
     "extract_features": "video.features",
     "predict": "video.predict",
@@ -56,6 +59,7 @@ __all__ = [
     "__version__",
     "convert_checkpoint",
     "convert_file",
+    "create_model",
     "evaluate",
     "export_onnx",
     "extract_features",
@@ -63,6 +67,7 @@ __all__ = [
     "list_archs",
     "load_model",
     "open_backend",
+    "param_groups",
     "predict",
     "predict_video",
     "run_parity",
@@ -82,6 +87,6 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
     if name in ("video", "runtime", "arch", "io", "convert", "model", "parity", "reference",
-                "synthetic"):
+                "synthetic", "training"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nlconvert' has no attribute {name!r}")
