@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo_cases import small_frames
 
 import nlconvert
 from nlconvert.convert.mapping import load_rules
@@ -17,7 +18,6 @@ from nlconvert.errors import MappingError
 from nlconvert.model import Affine3d, FrozenBatchNorm3d
 from nlconvert.synthetic import release_file_name, write_synthetic_checkpoint
 from nlconvert.training import TrainableBatchNorm3d
-from zoo_cases import small_frames
 
 MakeCheckpoint = Callable[..., Path]
 

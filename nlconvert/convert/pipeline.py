@@ -27,10 +27,10 @@ from ..model.resnet import NLResNet, build_model
 from .formats import CHECKPOINT_SUFFIXES
 from .init import official_init
 from .mapping import MappedBlob, MappingResult, blobs_from_state_dict, map_blobs
+from .modelfile import model_payload, read_model_file, write_model_file
 
 #: What a caller may initialise when the file lacks it: arch -> {parameter: (tensor, how)}.
 InitFor = Callable[[ArchSpec], Mapping[str, tuple[torch.Tensor, str]]]
-from .modelfile import model_payload, read_model_file, write_model_file
 
 
 @dataclass

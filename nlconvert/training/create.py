@@ -117,7 +117,7 @@ def create_model(
                     and (rules.param_to_blob(p) or "") in weights.initialised}
         names = weights.class_names
         provenance = dict(weights.provenance)
-        if new_head:
+        if num_classes is not None:  # a new head
             spec = dataclasses.replace(spec, num_classes=num_classes)
             fresh = official_init(spec, seed=seed, names=set(_HEAD))
             state.update({name: t for name, (t, _) in fresh.items()})

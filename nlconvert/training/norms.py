@@ -17,6 +17,7 @@ Two modes, both computing exactly the converted network in ``eval()``:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 import torch
@@ -66,7 +67,8 @@ def trainable_batch_norm(norm: FrozenBatchNorm3d) -> TrainableBatchNorm3d:
     return out
 
 
-def set_norm_mode(model: nn.Module, mode: NormMode, *, keep_trainable: set[str] = frozenset()
+def set_norm_mode(model: nn.Module, mode: NormMode, *,
+                  keep_trainable: Collection[str] = frozenset()
                   ) -> None:
     """Put every norm layer of `model` in `mode` (see the module docstring).
 

@@ -67,8 +67,10 @@ class TrainingClips(Dataset[tuple[torch.Tensor, int]]):
     `list_file`: a ``vallist.txt``/``trainlist.txt`` (``<path> <label>`` per line) or a
     Kinetics CSV, resolved under `root` as ``evaluate`` resolves it (`class_names` name the
     CSV labels' indices). `arch` gives the clip length and rate (its training clip, e.g.
-    8 x 8); `frames`/`rate` override them. A listed video that is not found is an error when
-    the set is made; a video that cannot be decoded raises
+    8 x 8); `frames`/`rate` override them. `jitter_scales`, `crop_size` and `test_scale` (the
+    short side of ``train=False``) default to the official 256-320, 224 and 256. A listed
+    video that is not found is an error when the set is made; a video that cannot be decoded
+    raises
     :class:`~nlconvert.errors.VideoError` naming the file when its sample is read.
     """
 
@@ -83,6 +85,7 @@ class TrainingClips(Dataset[tuple[torch.Tensor, int]]):
         train: bool = True,
         jitter_scales: tuple[int, int] = JITTER_SCALES,
         crop_size: int = CROP_SIZE,
+        test_scale: int = SCALE,
         class_names: list[str] | None = None,
         seed: int | None = None,
     ) -> None:
@@ -96,6 +99,9 @@ class TrainingClips(Dataset[tuple[torch.Tensor, int]]):
                              f"{crop_size}")
         self.jitter_scales = (low, high)
         self.crop_size = int(crop_size)
+        if test_scale < crop_size:
+            raise ValueError(f"test_scale {test_scale} must be >= crop_size {crop_size}")
+        self.test_scale = int(test_scale)
         self.train = train
         self.seed = seed
         self.epoch = 0
@@ -143,7 +149,7 @@ class TrainingClips(Dataset[tuple[torch.Tensor, int]]):
             low, high = self.jitter_scales
             side = low + draws[1] % (high - low + 1)
         else:
-            side = SCALE
+            side = self.test_scale
         h, w = resized_size(height, width, side)
         if h < size or w < size:
             raise VideoError(f"a {height}x{width} video scaled to {h}x{w} is smaller than the "
