@@ -11,9 +11,10 @@ did: a random 3-D network would be blind to time, an inflated one is not);
 ``nlconvert.create_model`` puts a new 3-way classifier on it (norms frozen, dropout 0.5, as
 the official fine-tuning); videos of a random texture that stands still, slides or
 flickers (each video its own texture: only the change over time tells the class; a
-horizontal flip, part of the official augmentation, keeps the labels) are read by ``nlconvert.video.TrainingClips`` with the
-official training sampling; SGD with Nesterov momentum over ``nlconvert.param_groups``;
-train/val accuracy per epoch; the model saved; ``predict`` on a held-out video.
+horizontal flip, part of the official augmentation, keeps the labels) are read by
+``nlconvert.video.TrainingClips`` with the official training sampling; SGD with Nesterov
+momentum over ``nlconvert.param_groups``; train/val accuracy per epoch; the model saved;
+``predict`` on a held-out video.
 
 The clips are small (short side jittered in [40, 56], 32 x 32 crops, 4 frames every 2nd;
 ``--crop``, ``--frames``): the architecture and weights are the real R50's, the input is what

@@ -238,3 +238,20 @@ def test_from_scratch_and_saved_round_trip(make_checkpoint: MakeCheckpoint, tmp_
         assert torch.allclose(back(x), model.eval()(x), rtol=0, atol=1e-6)
     again = nlconvert.create_model(pretrained=out)  # arch, names and weights from the file
     assert again.class_names == ["a", "b"]
+
+
+def test_precise_bn_is_the_population_statistics(make_checkpoint: MakeCheckpoint) -> None:
+    from nlconvert.training import compute_precise_bn
+
+    model = nlconvert.create_model(pretrained=make_checkpoint("c2d_baseline_8x8"), norm="train")
+    batches = [_clip("c2d_baseline_8x8", seed=s) for s in range(3)]
+    seen: list[torch.Tensor] = []
+    handle = model.stem.norm.register_forward_pre_hook(lambda _m, a: seen.append(a[0].clone()))
+    model.eval()
+    assert compute_precise_bn(model, iter(batches), num_batches=2) == 2
+    handle.remove()
+    assert not model.training and len(seen) == 2  # the mode is restored; 2 batches used
+    feed = torch.cat(seen).transpose(0, 1).flatten(1).double()
+    bn = model.stem.norm
+    assert torch.allclose(bn.running_mean.double(), feed.mean(dim=1), atol=1e-5)
+    assert torch.allclose(bn.running_var.double(), feed.var(dim=1, unbiased=False), rtol=1e-4)

@@ -8,7 +8,13 @@ from :class:`nlconvert.video.TrainingClips`.
 """
 
 from .create import create_model, default_names, param_groups
-from .norms import BN_MOMENTUM, NORM_MODES, TrainableBatchNorm3d, set_norm_mode
+from .norms import (
+    BN_MOMENTUM,
+    NORM_MODES,
+    TrainableBatchNorm3d,
+    compute_precise_bn,
+    set_norm_mode,
+)
 
-__all__ = ["BN_MOMENTUM", "NORM_MODES", "TrainableBatchNorm3d", "create_model", "default_names",
-           "param_groups", "set_norm_mode"]
+__all__ = ["BN_MOMENTUM", "NORM_MODES", "TrainableBatchNorm3d", "compute_precise_bn", "create_model",
+           "default_names", "param_groups", "set_norm_mode"]

@@ -13,11 +13,13 @@ Two modes, both computing exactly the converted network in ``eval()``:
   GPUs, where Caffe2's only ``SpatialBN`` is cuDNN's (``spatial_batch_norm_op_cudnn.cc``,
   exponential average factor ``1 - momentum``), and cuDNN's running variance is the unbiased
   one (the CPU op of that Caffe2 divided by N). Affine layers train their scale and shift.
+  The official trainer also replaced the running statistics by "precise BN" population
+  statistics before every checkpoint and test: :func:`compute_precise_bn`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 import torch
@@ -88,3 +90,52 @@ def set_norm_mode(model: nn.Module, mode: NormMode, *,
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, trainable_batch_norm(module))
+
+
+#: cfg.TRAIN.ITER_COMPUTE_PRECISE_BN: batches the official "precise BN" averages.
+PRECISE_BN_BATCHES = 200
+
+
+@torch.no_grad()
+def compute_precise_bn(model: nn.Module, batches: Iterable[torch.Tensor], *,
+                       num_batches: int = PRECISE_BN_BATCHES) -> int:
+    """Replace the running statistics of every training BN by their population values, as the
+    official trainer did before each checkpoint and test (``TRAIN.COMPUTE_PRECISE_BN``,
+    ``lib/utils/bn_helper.py``): over `num_batches` clips batches run in ``train()``, the mean
+    of the batch means and ``mean(batch var + batch mean**2) - mean**2`` (biased batch
+    variances). Returns the number of batches used; the model's mode is restored.
+    """
+    layers = [m for m in model.modules() if isinstance(m, TrainableBatchNorm3d)]
+    if not layers:
+        return 0
+    sums: dict[nn.Module, list[torch.Tensor]] = {}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].transpose(0, 1).flatten(1).double()  # C x (N T H W)
+        mean, mean_sq = x.mean(dim=1), (x * x).mean(dim=1)
+        if module in sums:
+            sums[module][0] += mean
+            sums[module][1] += mean_sq
+        else:
+            sums[module] = [mean, mean_sq]
+
+    handles = [m.register_forward_pre_hook(record) for m in layers]
+    was_training = model.training
+    model.train()
+    used = 0
+    try:
+        for clips in batches:
+            if used >= num_batches:
+                break
+            model(clips)
+            used += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if used:
+        for module, (mean, mean_sq) in sums.items():
+            mean, mean_sq = mean / used, mean_sq / used
+            module.running_mean.copy_(mean.float())  # type: ignore[operator]
+            module.running_var.copy_((mean_sq - mean * mean).clamp_min(0).float())  # type: ignore[operator]
+    return used
