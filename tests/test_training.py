@@ -116,6 +116,13 @@ def test_insert_nonlocal_starts_as_identity(baseline: str, target: str,
         assert torch.allclose(model.eval()(x), ref(x), rtol=0, atol=1e-6)
     init = model.provenance["initialised"]
     assert init["nonlocal_conv3_1_theta_w"] == "N(0, 0.01)"
+    if ref.arch.norm == "bn":  # from a converted .pt too: the same reader, the same mapping
+        pt = nlconvert.save_model(ref, ckpt.with_suffix(".pt"), force=True)
+        from_pt = nlconvert.create_model(target, pretrained=pt, insert_nonlocal=True)
+        assert torch.equal(from_pt.state_dict()["res3.nonlocal_blocks.1.theta.weight"],
+                           model.state_dict()["res3.nonlocal_blocks.1.theta.weight"])
+        with torch.no_grad():
+            assert torch.allclose(from_pt.eval()(x), ref(x), rtol=0, atol=1e-6)
     # The official start of 32x4: the affine baseline's flat pickle, no classifier.
     if ref.arch.norm == "affine":
         flat = make_checkpoint(baseline, fmt="flat", name="affine_model_400k", mutate=_drop_head)
