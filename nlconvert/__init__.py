@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .parity import run_parity
     from .runtime.backends import Backend, open_backend
     from .runtime.onnx_export import export_onnx
+    from .training import create_model, param_groups
     from .video.evaluate import evaluate
     from .video.features import extract_features
     from .video.predict import predict, predict_video
@@ -55,6 +56,8 @@ _API = {
     "open_backend": "runtime.backends",
     "export_onnx": "runtime.onnx_export",
     "export_mmaction2": "interop.mmaction2",
+    "create_model": "training",
+    "param_groups": "training",
     "evaluate": "video.evaluate",
     "extract_features": "video.features",
     "predict": "video.predict",
@@ -69,6 +72,7 @@ __all__ = [
     "attention_maps",
     "convert_checkpoint",
     "convert_file",
+    "create_model",
     "evaluate",
     "export_hub",
     "export_mmaction2",
@@ -78,6 +82,7 @@ __all__ = [
     "list_archs",
     "load_model",
     "open_backend",
+    "param_groups",
     "predict",
     "predict_video",
     "run_parity",
@@ -97,6 +102,6 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
     if name in ("video", "runtime", "arch", "io", "convert", "model", "parity", "reference",
-                "synthetic", "hub"):
+                "synthetic", "hub", "training"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nlconvert' has no attribute {name!r}")

@@ -29,6 +29,16 @@ def test_inflate_r50_into_i3d_nonlocal(make_checkpoint: MakeCheckpoint, tmp_path
     table = capsys.readouterr().out
     assert "inflated (64, 3, 7, 7) -> (64, 3, 5, 7, 7)" in table
     assert "official initialisation" in table
+    # Said without -v too: how many blobs were read, which were initialised and how.
+    assert main(["caffe2-to-torch", str(src), "-o", str(out), "--inflate", "--force",
+                 "--arch", "i3d_nonlocal_8x8"]) == 0
+    summary = capsys.readouterr().out
+    assert "mapped 265 blobs from the file" in summary
+    assert "initialised 62 blobs that are not in the file" in summary
+    assert "nonlocal_conv*_*_theta_w (5): N(0, 0.01)" in summary
+    assert "nonlocal_conv*_*_bn_s (5): zero" in summary and "pred_w (1): N(0, 0.01)" in summary
+    assert main(["info", str(out)]) == 0
+    assert "initialised 62 blobs" in capsys.readouterr().out
     state = torch.load(out, weights_only=True)["state_dict"]
     blobs = read_checkpoint(src).blobs
     conv1 = state["stem.conv.weight"].numpy()

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"arch"},  # what a network is; the zoo; detection
     {"model", "reference"},  # the PyTorch network; the independent numpy Caffe2 reference
     {"convert"},  # blobs -> model; the model file
-    {"synthetic"},  # generated checkpoints, clips and networks
+    {"synthetic", "training"},  # generated checkpoints, clips, networks; training networks
     {"runtime"},  # backends, ONNX export and sessions, fast paths, bench
     {"attention"},  # non-local attention weights recorded from the model, pictures
     {"parity", "video", "interop"},  # layer-by-layer checks; videos, evaluate, features; other frameworks

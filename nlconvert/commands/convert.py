@@ -40,7 +40,7 @@ def command(checkpoint: Path, output: Path | None, arch: str | None, predict_net
     file_hash = FileHash(checkpoint)
     from .._progress import status
     from ..convert import convert_file
-    from ..convert.mapping import format_table
+    from ..convert.mapping import describe_initialised, format_table
 
     with status(f"converting {checkpoint}"):
         out, conv = convert_file(checkpoint, output, arch_name=arch, predict_net=predict_net,
@@ -52,7 +52,9 @@ def command(checkpoint: Path, output: Path | None, arch: str | None, predict_net
         print(format_table(conv.mapping))
     n_params = sum(t.numel() for t in conv.mapping.state_dict.values())
     print(f"architecture: {conv.arch.describe()} ({conv.arch_reason})")
-    print(f"mapped {len(conv.mapping.rows)} blobs ({n_params / 1e6:.2f} M values); "
-          f"ignored {len(conv.ignored)} non-parameter blobs")
+    print(f"mapped {conv.mapping.from_file()} blobs from the file ({n_params / 1e6:.2f} M values "
+          f"in all); ignored {len(conv.ignored)} non-parameter blobs")
+    for line in describe_initialised(conv.mapping.initialised()):
+        print(line)
     print(f"wrote {out}")
     return 0

@@ -74,6 +74,7 @@ def _zoo() -> list[dict[str, Any]]:
 
 
 def _model_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    from ..convert.mapping import describe_initialised
     from ..convert.modelfile import read_model_info
 
     info = read_model_info(path)
@@ -81,11 +82,25 @@ def _model_file(path: Path) -> tuple[dict[str, Any], list[str]]:
             "classes": len(info.class_names or []) or info.arch.num_classes,
             "class_names": info.class_names, "provenance": info.provenance}
     kind = "hub folder" if path.is_dir() else "nlconvert model file"
+    initialised = dict(info.provenance.get("initialised") or {})
     lines = [f"file: {path}  ({kind})",
              f"architecture: {info.arch.describe()}",
-             f"classes: {data['classes']}" + (" (Kinetics-400 names)" if info.class_names else ""),
-             *[f"provenance: {k} = {v}" for k, v in info.provenance.items()]]
+             f"classes: {data['classes']}" + _names_note(info.class_names),
+             *[f"provenance: {k} = {v}" for k, v in info.provenance.items()
+               if k != "initialised"],
+             *describe_initialised(initialised)]
     return data, lines
+
+
+def _names_note(names: list[str] | None) -> str:
+    from ..arch import kinetics400_names
+
+    if not names:
+        return ""
+    if tuple(names) == kinetics400_names():
+        return " (Kinetics-400 names)"
+    shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+    return f" ({shown})"
 
 
 def _onnx_file(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -103,7 +118,10 @@ def _onnx_file(path: Path) -> tuple[dict[str, Any], list[str]]:
              f"architecture: {meta.arch.describe()}",
              f"head: {meta.head}; outputs: {', '.join(model.output_names)}; {meta.precision}; "
              f"layout {meta.layout or '?'}; input {shape}",
-             *[f"provenance: {k} = {v}" for k, v in meta.provenance.items()]]
+             f"classes: {len(meta.class_names or []) or meta.arch.num_classes}"
+             + _names_note(meta.class_names),
+             *[f"provenance: {k} = {v}" for k, v in meta.provenance.items()
+               if k != "initialised"]]
     return data, lines
 
 

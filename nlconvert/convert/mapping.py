@@ -9,6 +9,7 @@ blobs) and knows none.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -87,6 +88,7 @@ class MappedBlob:
     param: str
     shape: tuple[int, ...]
     note: str = ""
+    initialised: str = ""  # not read from the file: how it was initialised ("N(0, 0.01)")
 
 
 @dataclass
@@ -95,6 +97,14 @@ class MappingResult:
 
     state_dict: dict[str, torch.Tensor]
     rows: list[MappedBlob] = field(default_factory=list)
+
+    def initialised(self) -> dict[str, str]:
+        """Blobs that were not in the file, with how each was initialised."""
+        return {r.blob: r.initialised for r in self.rows if r.initialised}
+
+    def from_file(self) -> int:
+        """How many tensors were read from the file."""
+        return sum(1 for r in self.rows if not r.initialised)
 
 
 def _group_name(rule: Rule, param: str) -> str:
@@ -137,14 +147,18 @@ def map_blobs(
     source: str,
     arch_name: str,
     inflate: bool = False,
-    init_missing: Mapping[str, torch.Tensor] | None = None,
+    init_missing: Mapping[str, tuple[torch.Tensor, str]] | None = None,
+    *,
+    skip_head: bool = False,
 ) -> MappingResult:
     """Build a state dict for `target` (name -> tensor, shapes only are read) from `blobs`.
 
     Strict: a blob that matches no rule, a blob with no place in the architecture, a wrong
     shape, or a parameter with no blob raises :class:`MappingError`. With `inflate`, 2D conv
-    weights are repeated along time, and parameters missing from the file may be taken from
-    `init_missing` (the official initialisation), reported in the table.
+    weights are repeated along time. Parameters missing from the file are taken from
+    `init_missing` (parameter -> (tensor, how): the official initialisation of the ones a
+    caller allows to be missing), reported in the table. `skip_head`: the file's classifier
+    is not read (a new one replaces it).
     """
     rules = load_rules()
     state: dict[str, torch.Tensor] = {}
@@ -159,6 +173,8 @@ def map_blobs(
                 f"{source}: blob '{blob}' is not a parameter of any video-nonlocal-net network"
             )
         rule, param = found
+        if skip_head and rule.group == "head":
+            continue
         if param not in target:
             if inflate and rule.group == "head":
                 continue  # the classifier of a 2D ImageNet checkpoint is not transferred
@@ -173,15 +189,16 @@ def map_blobs(
         state[param] = _as_tensor(fitted)
         rows.append(MappedBlob(_group_name(rule, param), blob, param, want, note))
     missing = [p for p in target if p not in state]
-    if missing and inflate and init_missing is not None:
+    if missing and init_missing is not None:
         for p in list(missing):
             if p in init_missing:
-                state[p] = init_missing[p]
+                tensor, how = init_missing[p]
+                state[p] = tensor
                 blob = rules.param_to_blob(p) or "?"
                 found = rules.blob_to_param(blob)
                 group = _group_name(found[0], p) if found else "?"
-                rows.append(MappedBlob(group, blob, p, tuple(state[p].shape),
-                                       "not in file: official initialisation"))
+                rows.append(MappedBlob(group, blob, p, tuple(tensor.shape),
+                                       f"not in file: official initialisation, {how}", how))
         missing = [p for p in target if p not in state]
     if missing:
         names = [rules.param_to_blob(p) or p for p in missing]
@@ -226,3 +243,18 @@ def format_table(result: MappingResult) -> str:
 def _group_order(group: str) -> tuple[int, str]:
     order = ["stem", "res2", "res3", "res4", "res5", "nonlocal", "head"]
     return (order.index(group) if group in order else len(order), group)
+
+
+def describe_initialised(initialised: Mapping[str, str]) -> list[str]:
+    """Lines saying which blobs were not in the file and how they were initialised, grouped
+    by blob pattern (digits as ``*``): ``nonlocal_conv*_*_theta_w (5): N(0, 0.01)``."""
+    if not initialised:
+        return []
+    groups: dict[tuple[str, str], int] = {}
+    for blob, how in initialised.items():
+        key = (re.sub(r"\d+", "*", blob), how)
+        groups[key] = groups.get(key, 0) + 1
+    lines = [f"initialised {len(initialised)} blobs that are not in the file "
+             "(official initialisation):"]
+    lines += [f"  {pattern} ({n}): {how}" for (pattern, how), n in sorted(groups.items())]
+    return lines

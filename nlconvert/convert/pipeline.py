@@ -9,8 +9,8 @@ pickle is read. Peak memory stays near the size of the weights.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,12 @@ from ..errors import CheckpointFormatError
 from ..io.checkpoint import read_checkpoint
 from ..model.resnet import NLResNet, build_model
 from .formats import CHECKPOINT_SUFFIXES, default_output
+from .init import official_init
 from .mapping import MappedBlob, MappingResult, blobs_from_state_dict, map_blobs
 from .modelfile import model_file_sha256, model_payload, read_model_file, write_model_file
+
+#: What a caller may initialise when the file lacks it: arch -> {parameter: (tensor, how)}.
+InitFor = Callable[[ArchSpec], Mapping[str, tuple[torch.Tensor, str]]]
 
 
 @dataclass
@@ -46,7 +50,7 @@ class Conversion:
 
     def provenance(self) -> dict[str, Any]:
         """Where the weights came from, stored in the output file."""
-        return {
+        out: dict[str, Any] = {
             "source_file": self.source.name,
             "source_sha256": self.source_sha256,
             "source_format": self.source_format,
@@ -57,32 +61,10 @@ class Conversion:
             "model_iter": self.meta.get("model_iter"),
             "ignored_blobs": len(self.ignored),
         }
-
-
-def _official_init(arch: ArchSpec, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Initial values the official trainer gives parameters a 2D checkpoint lacks.
-
-    Non-local convs N(0, 0.01) with zero bias (the affine configs zero the out conv), NL BN
-    scale 0 (NONLOCAL.BN_INIT_GAMMA), BN statistics 0/1, classifier N(0, 0.01) and bias 0.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    model = build_model(arch, device="meta")
-    out: dict[str, torch.Tensor] = {}
-    for name, t in model.state_dict().items():
-        shape = tuple(t.shape)
-        if name.endswith("running_var"):
-            out[name] = torch.ones(shape)
-        elif (".nonlocal_blocks." in name and ".norm.weight" in name) or name.endswith(
-            ("bias", "running_mean")
-        ):
-            out[name] = torch.zeros(shape)
-        elif ".nonlocal_blocks." in name and ".out." in name and not arch.nonlocal_block.use_bn:
-            out[name] = torch.zeros(shape)  # NONLOCAL.USE_ZERO_INIT_CONV of the affine configs
-        elif name.endswith("weight") and len(shape) > 1:
-            out[name] = torch.randn(shape, generator=gen) * 0.01
-        else:
-            out[name] = torch.ones(shape)
-    return out
+        initialised = self.mapping.initialised()
+        if initialised:  # blobs not in the source file, with how each was initialised
+            out["initialised"] = initialised
+        return out
 
 
 def prepare(
@@ -93,10 +75,14 @@ def prepare(
     inflate: bool = False,
     allow_nonfinite: bool = False,
     file_hash: FileHash | None = None,
+    init_for: InitFor | None = None,
+    skip_head: bool = False,
 ) -> Conversion:
     """Read a Caffe2 checkpoint, choose its architecture and map every blob (strictly).
 
-    `file_hash`: the provenance hash of `path`, if the caller started it early.
+    `file_hash`: the provenance hash of `path`, if the caller started it early. `init_for`:
+    the tensors that may be missing from the file and their initial values (``--inflate``:
+    whatever a 2D checkpoint lacks). `skip_head`: the file's classifier is not read.
     """
     source = Path(path)
     ckpt = read_checkpoint(source, predict_net, allow_nonfinite, file_hash)
@@ -104,8 +90,11 @@ def prepare(
         raise CheckpointFormatError(f"{source}: holds no weight blobs")
     arch, reason = resolve_arch(source, ckpt.blobs, arch_name, ckpt.predict_net, inflate)
     target = build_model(arch, device="meta").state_dict()
-    init = _official_init(arch) if inflate else None
-    mapping = map_blobs(ckpt.blobs, target, str(source), arch.name, inflate, init)
+    if init_for is None and inflate:
+        init_for = _inflate_init
+    init = init_for(arch) if init_for is not None else None
+    mapping = map_blobs(ckpt.blobs, target, str(source), arch.name, inflate, init,
+                        skip_head=skip_head)
     conflict = filename_conflict(source, arch, inflate) if arch_name else None
     return Conversion(
         warnings=[conflict] if conflict else [],
@@ -119,6 +108,11 @@ def prepare(
         ignored=dict(ckpt.ignored),
         meta=dict(ckpt.meta),
     )
+
+
+def _inflate_init(arch: ArchSpec) -> dict[str, tuple[torch.Tensor, str]]:
+    # What a 2D ImageNet checkpoint cannot give: any tensor may come from the official init.
+    return official_init(arch)
 
 
 def prepare_model_file(path: str | Path) -> Conversion:
@@ -135,7 +129,7 @@ def prepare_model_file(path: str | Path) -> Conversion:
         arch_reason=f"stored in the model file ({loaded.arch.name})",
         mapping=MappingResult(dict(loaded.state_dict), rows),
         source_format="nlconvert_model", source_sha256=model_file_sha256(source), ignored={},
-        meta={"provenance": loaded.provenance},
+        meta={"provenance": loaded.provenance, "class_names": loaded.class_names},
     )
 
 
@@ -195,6 +189,62 @@ def convert_file(
     return save_conversion(conv, target, force), conv
 
 
+@dataclass
+class Weights:
+    """The tensors of a model, as read from any model file nlconvert reads."""
+
+    arch: ArchSpec
+    state_dict: dict[str, torch.Tensor]
+    class_names: list[str] | None
+    provenance: dict[str, Any]
+    initialised: dict[str, str]  # blob -> how, for tensors the file did not hold
+
+
+def load_weights(
+    path: str | Path,
+    *,
+    arch_name: str | None = None,
+    init_for: InitFor | None = None,
+    skip_head: bool = False,
+    **convert_kw: Any,
+) -> Weights:
+    """The weights of any model file nlconvert reads: a converted ``.pt``/``.safetensors``,
+    or a Caffe2 checkpoint (``.pkl``/``.pb``, converted in memory; `convert_kw` as
+    :func:`prepare`). The one reader under :func:`load_model` and the training stage.
+
+    `arch_name` places the weights into another architecture of the zoo (e.g. the non-local
+    network of a baseline); `init_for` gives the tensors that may be missing then (anything
+    else missing is an error); `skip_head`: the file's classifier is not read.
+    """
+    p = Path(path)
+    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+        conv = prepare(p, arch_name=arch_name, init_for=init_for, skip_head=skip_head,
+                       **convert_kw)
+        return Weights(conv.arch, conv.mapping.state_dict,
+                       default_class_names(conv.arch.num_classes), conv.provenance(),
+                       conv.mapping.initialised())
+    loaded = read_model_file(p)
+    if arch_name is None and init_for is None and not skip_head:
+        return Weights(loaded.arch, loaded.state_dict, loaded.class_names,
+                       dict(loaded.provenance), {})
+    arch = loaded.arch
+    if arch_name is not None:
+        from ..arch import get_arch
+
+        arch = replace(get_arch(arch_name), num_classes=loaded.arch.num_classes)
+    # The same strict mapper as for Caffe2 files: the stored weights as their blobs.
+    blobs = blobs_from_state_dict(loaded.state_dict, str(p))
+    target = build_model(arch, device="meta").state_dict()
+    mapping = map_blobs(blobs, target, str(p), arch.name, False,
+                        init_for(arch) if init_for is not None else None, skip_head=skip_head)
+    provenance = dict(loaded.provenance)
+    if mapping.initialised():
+        provenance["initialised"] = {**dict(provenance.get("initialised") or {}),
+                                     **mapping.initialised()}
+    return Weights(arch, mapping.state_dict, loaded.class_names, provenance,
+                   mapping.initialised())
+
+
 def load_model(path: str | Path, head: Head = "clip", **convert_kw: Any) -> NLResNet:
     """Load a converted model (``.pt``/``.safetensors`` or a hub folder) in eval mode.
 
@@ -202,10 +252,7 @@ def load_model(path: str | Path, head: Head = "clip", **convert_kw: Any) -> NLRe
     (`convert_kw` as :func:`convert_checkpoint`). ``head="fully_conv"`` selects the official
     fully-convolutional test head.
     """
-    p = Path(path)
-    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
-        return convert_checkpoint(p, head=head, **convert_kw)
-    loaded = read_model_file(p)
-    model = model_from_state(loaded.arch, loaded.state_dict, head, loaded.class_names)
-    model.provenance = dict(loaded.provenance)
+    weights = load_weights(path, **convert_kw)
+    model = model_from_state(weights.arch, weights.state_dict, head, weights.class_names)
+    model.provenance = dict(weights.provenance)
     return model

@@ -137,6 +137,9 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, arch: ArchSpec, head: Head) -> None:
         super().__init__()
+        # Dropout before the classifier (TRAIN.DROPOUT_RATE): rate 0 in a converted network;
+        # the training stage sets it. Inert in eval(), so never in an export.
+        self.dropout = nn.Dropout(0.0)
         self.fc = nn.Linear(STAGE_WIDTHS[-1], arch.num_classes)
         self.pool_kernel = (arch.pool5_temporal_kernel, 7, 7)
         self.mode: Head = head
@@ -151,7 +154,7 @@ class ClassifierHead(nn.Module):
         pooled = x.mean(dim=(2, 3, 4))
         if taps is not None:
             taps["pool5"] = pooled
-        logits = self.fc(pooled)
+        logits = self.fc(self.dropout(pooled))
         if taps is not None:
             taps["logits"] = logits
         return logits
@@ -162,6 +165,7 @@ class ClassifierHead(nn.Module):
         pooled = F.avg_pool3d(x, self.pool_kernel, stride=1)
         if taps is not None:
             taps["pool5"] = pooled
+        pooled = self.dropout(pooled)
         weight = self.fc.weight.reshape(self.fc.weight.shape + (1, 1, 1))
         scores = F.conv3d(pooled, weight, self.fc.bias)
         if taps is not None:
@@ -176,7 +180,7 @@ class ClassifierHead(nn.Module):
         """The clip head's ``FEATURE_OUTPUTS``: logits, pool5 (the global mean of res5, the FC's
         input) and the global mean of res4, from the two stages' N x C x T x H x W maps."""
         pooled = res5.mean(dim=(2, 3, 4))
-        return self.fc(pooled), pooled, res4.mean(dim=(2, 3, 4))
+        return self.fc(self.dropout(pooled)), pooled, res4.mean(dim=(2, 3, 4))
 
 
 class NLResNet(nn.Module):

@@ -249,7 +249,8 @@ def run_parity(
         clip, desc = make_input(batch, frames, size, seed), f"seeded random pixels (seed {seed})"
     # The model gets its own tensors so that the reference reads the checkpoint as it was.
     state = {k: v.clone() for k, v in conv.mapping.state_dict.items()}
-    model = model_from_state(arch, state, head, default_class_names(arch.num_classes))
+    names = conv.meta.get("class_names") or default_class_names(arch.num_classes)
+    model = model_from_state(arch, state, head, names)
     model.check_input(torch.from_numpy(clip))
     user_net = None
     if predict_net is not None:
