@@ -249,3 +249,14 @@ def test_command_on_a_caffe2_checkpoint_equals_the_reference(tmp_path: Path) -> 
     for block in manifest["blocks"]:
         np.testing.assert_allclose(np.load(out / block["file"]), ws[block["caffe2_blob"]],
                                    rtol=1e-4, atol=1e-6)
+
+
+def test_command_takes_a_hub_folder(model_file, clip_file, tmp_path):
+    """A hub folder goes wherever a model file goes: the same arrays as from the .pt."""
+    folder = nlconvert.load_model(model_file).save_pretrained(tmp_path / "hub")
+    assert main(["attention", str(folder), "--input", str(clip_file), "--out", str(tmp_path / "h"),
+                 "--block", "nonlocal_conv3_1", "--query", "1,2,2"]) == 0
+    assert main(["attention", str(model_file), "--input", str(clip_file), "--out", str(tmp_path / "p"),
+                 "--block", "nonlocal_conv3_1", "--query", "1,2,2"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "h" / "nonlocal_conv3_1.npy"),
+                                  np.load(tmp_path / "p" / "nonlocal_conv3_1.npy"))

@@ -105,3 +105,14 @@ def test_check_without_mmaction2_is_a_clear_error(small_pt: Path, tmp_path: Path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'nlconvert[mmaction2]'" in err
     assert not out.exists()  # refused before anything was written
+
+
+def test_export_from_a_hub_folder_equals_the_file(small_pt: Path, tmp_path: Path) -> None:
+    """A hub folder goes wherever a model file goes: the same checkpoint as from the .pt."""
+    import nlconvert
+
+    folder = nlconvert.load_model(small_pt).save_pretrained(tmp_path / "hub")
+    assert main(["export-mmaction2", str(folder), str(tmp_path / "a"), "--name", "m"]) == 0
+    assert main(["export-mmaction2", str(small_pt), str(tmp_path / "b"), "--name", "m"]) == 0
+    got, want = (torch.load(tmp_path / d / "m.pth", weights_only=True)["state_dict"] for d in "ab")
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)

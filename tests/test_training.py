@@ -13,6 +13,7 @@ import torch
 from zoo_cases import small_frames
 
 import nlconvert
+from nlconvert.cli import main
 from nlconvert.convert.mapping import load_rules
 from nlconvert.errors import MappingError
 from nlconvert.model import Affine3d, FrozenBatchNorm3d
@@ -245,6 +246,13 @@ def test_from_scratch_and_saved_round_trip(make_checkpoint: MakeCheckpoint, tmp_
         assert torch.allclose(back(x), model.eval()(x), rtol=0, atol=1e-6)
     again = nlconvert.create_model(pretrained=out)  # arch, names and weights from the file
     assert again.class_names == ["a", "b"]
+    # A from-scratch model saved, then read by info and fine-tuned again from its hub folder.
+    saved = nlconvert.save_model(nlconvert.create_model("c2d_baseline_8x8", num_classes=3),
+                                 tmp_path / "scratch.pt")
+    assert main(["info", str(saved)]) == 0
+    folder = nlconvert.load_model(saved).save_pretrained(tmp_path / "scratch_hub")
+    tuned = nlconvert.create_model(pretrained=folder, num_classes=5)
+    assert tuned.training and tuned.class_names == [f"class_{i}" for i in range(5)]
 
 
 def test_precise_bn_is_the_population_statistics(make_checkpoint: MakeCheckpoint) -> None:

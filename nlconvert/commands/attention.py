@@ -13,6 +13,7 @@ from .options import (
     existing_file,
     force_option,
     frames_option,
+    model_input,
     rate_option,
 )
 
@@ -24,7 +25,7 @@ PROTOCOL_CLIPS, PROTOCOL_CROPS = 10, 3
 
 
 @click.command("attention", short_help="Non-local attention maps of a clip: arrays, pictures, HTML.")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.argument("video", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--input", "input_path", type=existing_file(), metavar="CLIP.npy",
               help="A normalised clip (N x 3 x T x H x W float32) instead of VIDEO.")
@@ -60,7 +61,7 @@ def command(model: Path, video: Path | None, input_path: Path | None, out_dir: P
     (clip J, crop K of 10 x 3; default the middle clip's centre crop). For each block and
     query a PNG shows the clip's frames with the query marked and its attention as a heat
     map; DIR/index.html shows them all, DIR/attention.json lists blocks, shapes, queries and
-    files. MODEL: a converted .pt or a Caffe2 .pkl."""
+    files. MODEL: a converted .pt/.safetensors, a hub folder or a Caffe2 .pkl."""
     from ..attention.maps import AttentionError, Query, block_attention, check_blocks
     from ..attention.output import write_attention
     from ..attention.pictures import require_pillow

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from .options import arch_option, debug_option, existing_file, force_option
+from .options import arch_option, debug_option, force_option, model_input
 
 
 @click.command("export-mmaction2", short_help="Write a model as an mmaction2 config + checkpoint.")
-@click.argument("model", type=existing_file())
+@click.argument("model", type=model_input())
 @click.argument("output", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", metavar="NAME", help="File stem of DIR/NAME.py and DIR/NAME.pth "
                                              "(default: the model file's stem).")
@@ -22,7 +22,7 @@ from .options import arch_option, debug_option, existing_file, force_option
 @debug_option
 def command(model: Path, output: Path, name: str | None, arch: str | None, check: bool,
             force: bool) -> int:
-    """Write MODEL (.pt/.safetensors, or a Caffe2 .pkl/.pb converted in memory) as DIR/NAME.py,
+    """Write MODEL (.pt/.safetensors, a hub folder, or a Caffe2 .pkl/.pb converted in memory) as DIR/NAME.py,
     an mmaction2 config that mmaction2's own init_recognizer builds (stock Recognizer3D,
     I3DHead and data preprocessor; nlconvert's exact backbone, imported through the config's
     custom_imports), and DIR/NAME.pth, the weights under mmaction2's key names with the class

@@ -74,7 +74,7 @@ def _zoo() -> list[dict[str, Any]]:
 
 
 def _model_file(path: Path) -> tuple[dict[str, Any], list[str]]:
-    from ..convert.mapping import describe_initialised
+    from ..convert.mapping import describe_initialised, recorded_initialised
     from ..convert.modelfile import read_model_info
 
     info = read_model_info(path)
@@ -82,7 +82,7 @@ def _model_file(path: Path) -> tuple[dict[str, Any], list[str]]:
             "classes": len(info.class_names or []) or info.arch.num_classes,
             "class_names": info.class_names, "provenance": info.provenance}
     kind = "hub folder" if path.is_dir() else "nlconvert model file"
-    initialised = dict(info.provenance.get("initialised") or {})
+    initialised = recorded_initialised(info.provenance)
     lines = [f"file: {path}  ({kind})",
              f"architecture: {info.arch.describe()}",
              f"classes: {data['classes']}" + _names_note(info.class_names),

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -243,6 +244,15 @@ def format_table(result: MappingResult) -> str:
 def _group_order(group: str) -> tuple[int, str]:
     order = ["stem", "res2", "res3", "res4", "res5", "nonlocal", "head"]
     return (order.index(group) if group in order else len(order), group)
+
+
+def recorded_initialised(provenance: Mapping[str, Any]) -> dict[str, str]:
+    """A model file's record of the tensors it was not given (blob or pattern -> how); a
+    file whose record is not such a mapping still reads, as one entry."""
+    recorded = provenance.get("initialised")
+    if isinstance(recorded, Mapping):
+        return {str(k): str(v) for k, v in recorded.items()}
+    return {"*": str(recorded)} if recorded else {}
 
 
 def describe_initialised(initialised: Mapping[str, str]) -> list[str]:

@@ -26,7 +26,13 @@ from ..io.checkpoint import read_checkpoint
 from ..model.resnet import NLResNet, build_model
 from .formats import CHECKPOINT_SUFFIXES, default_output
 from .init import official_init
-from .mapping import MappedBlob, MappingResult, blobs_from_state_dict, map_blobs
+from .mapping import (
+    MappedBlob,
+    MappingResult,
+    blobs_from_state_dict,
+    map_blobs,
+    recorded_initialised,
+)
 from .modelfile import model_file_sha256, model_payload, read_model_file, write_model_file
 
 #: What a caller may initialise when the file lacks it: arch -> {parameter: (tensor, how)}.
@@ -239,7 +245,7 @@ def load_weights(
                         init_for(arch) if init_for is not None else None, skip_head=skip_head)
     provenance = dict(loaded.provenance)
     if mapping.initialised():
-        provenance["initialised"] = {**dict(provenance.get("initialised") or {}),
+        provenance["initialised"] = {**recorded_initialised(provenance),
                                      **mapping.initialised()}
     return Weights(arch, mapping.state_dict, loaded.class_names, provenance,
                    mapping.initialised())

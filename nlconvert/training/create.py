@@ -100,7 +100,8 @@ def create_model(
         state = {name: t for name, (t, _) in values.items()}
         names = list(class_names) if class_names else (
             default_names(spec.num_classes) if new_head else default_class_names(spec.num_classes))
-        provenance: dict[str, Any] = {"source_file": None, "initialised": "every tensor"}
+        provenance: dict[str, Any] = {"source_file": None,
+                                      "initialised": {"*": "every tensor (pretrained=None)"}}
     else:
         def allowed(target: ArchSpec) -> dict[str, tuple[torch.Tensor, str]]:
             params = build_names(target)
