@@ -422,6 +422,7 @@ start = set(sys.modules)
 import torch
 with_torch = set(sys.modules)
 torch.hub.load({str(REPO)!r}, {ARCH!r}, source="local", weights={str(made['folder'])!r})
+sys.path.insert(0, {str(REPO)!r})  # torch.hub loads hubconf.py by path, not as a module
 import hubconf
 top = lambda names: sorted({{n.split(".")[0] for n in names}} - set(sys.stdlib_module_names)
                            - {{"hubconf", "nlconvert"}})

@@ -5,7 +5,7 @@ How README blocks are read (for whoever adds a README section):
 * Fenced blocks tagged ``bash`` (or ``sh``, ``shell``, ``console``) and ``python`` (or ``py``)
   are run, in the order they appear, in one folder (:func:`workspace`) that holds what a
   user would have: an official-format ``i3d_nonlocal_8x8_IN_pretrain_400k.pkl`` (generated,
-  seeded), the same weights as ``some/dir/model.pkl``, the 2D
+  seeded), the same weights as ``some/dir/model.pkl``, ``i3d_baseline_32x2_IN_pretrain_400k.pkl``, the 2D
   ``r50_pretrain_c2_model_iter450450_clean.pkl``, ``clip.npy``, ``video.mp4``, ``videos/`` +
   ``list.txt``, ``val_256/`` + ``vallist.txt``. What a line writes is there for the next lines.
   Untagged blocks (file trees, output) are not run.
@@ -128,6 +128,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_synthetic_checkpoint("i3d_nonlocal_8x8", released, seed=0)
     (ws / "some" / "dir").mkdir(parents=True)
     shutil.copy(released, ws / "some" / "dir" / "model.pkl")
+    baseline = f"{release_file_name('i3d_baseline_32x2')}.pkl"  # the anomaly-detection recipe
+    write_synthetic_checkpoint("i3d_baseline_32x2", ws / baseline, seed=2)
     write_synthetic_checkpoint("r50_imagenet_2d", ws / f"{release_file_name('r50_imagenet_2d')}.pkl",
                                seed=1)
     rng = np.random.default_rng(0)

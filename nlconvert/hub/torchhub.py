@@ -11,18 +11,18 @@ arrived, so an interrupted one is never used (the next call starts it again).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..arch import ArchSpec, Head, ZooCheckpoint, get_arch, published_accuracy
+from ..arch import Head, ZooCheckpoint, get_arch, published_accuracy
 from ..convert import convert_file, load_model
-from ..errors import ArchitectureError, HubError, NLConvertError
-from ..model import NLResNet, build_model
+from ..convert.formats import CHECKPOINT_SUFFIXES
+from ..errors import ArchitectureError, HubError
+from ..model import NLResNet
+from ..training import create_model
 
 #: Environment variable replacing the base address of the official downloads.
 BASE_URL_ENV = "NLCONVERT_HUB_BASE_URL"
@@ -116,46 +116,31 @@ def pretrained_file(arch_name: str, *, progress: bool = True) -> Path:
 def hub_model(arch_name: str, *, pretrained: bool = False, weights: str | Path | None = None,
               head: Head = "clip", num_classes: int | None = None,
               progress: bool = True) -> NLResNet:
-    """The network of a torch.hub entry (see ``hubconf.py``), in eval mode."""
+    """The network of a torch.hub entry (see ``hubconf.py``), in eval mode. `num_classes`: a
+    fresh classifier of that size on the given weights (:func:`nlconvert.create_model`'s)."""
     arch = get_arch(arch_name)
     if pretrained and weights is not None:
         raise HubError(f"{arch_name}: pass pretrained=True or weights=..., not both")
+    source: Path | None = None
     if weights is not None:
-        model = _load_weights(arch, Path(weights), head)
+        source = Path(weights)
+        if not source.exists():
+            raise HubError(f"{source}: no such weights file or hub folder")
     elif pretrained:
-        model = load_model(pretrained_file(arch_name, progress=progress), head=head)
+        source = pretrained_file(arch_name, progress=progress)
+    caffe2 = source is None or source.suffix.lower() in CHECKPOINT_SUFFIXES
+    if source is not None and num_classes is None:
+        # the entry names the architecture of a Caffe2 file; a model file says its own
+        model = load_model(source, head=head, **({"arch_name": arch.name} if caffe2 else {}))
     else:
-        model = build_model(arch, head)
-    if num_classes is not None and num_classes != model.arch.num_classes:
-        model = _new_classifier(model, num_classes)
-    return model
-
-
-def _load_weights(arch: ArchSpec, path: Path, head: Head) -> NLResNet:
-    if not path.exists():
-        raise HubError(f"{path}: no such weights file or hub folder")
-    options: dict[str, Any] = {}
-    if path.suffix.lower() in (".pkl", ".pickle", ".pb"):
-        options["arch_name"] = arch.name  # the entry names the architecture of a Caffe2 file
-    model = load_model(path, head=head, **options)
+        try:  # the official initialisation of whatever the weights do not give
+            model = create_model(arch.name if caffe2 else None, pretrained=source,
+                                 num_classes=num_classes, head=head)
+        except ValueError as exc:  # e.g. num_classes=0: one line, as every hub error
+            raise HubError(str(exc)) from None
     if model.arch.name != arch.name:
-        raise ArchitectureError(f"{path}: holds {model.arch.name}, not {arch.name}; "
+        raise ArchitectureError(f"{source}: holds {model.arch.name}, not {arch.name}; "
                                 f"load it with the {model.arch.name} entry")
-    return model
+    return model.eval()
 
 
-def _new_classifier(model: NLResNet, num_classes: int) -> NLResNet:
-    """The same network with a fresh `num_classes`-way classifier (the rest of the weights
-    kept), initialised as the official trainer does: N(0, 0.01) weights, zero bias."""
-    if num_classes < 1:
-        raise NLConvertError(f"num_classes must be at least 1, not {num_classes}")
-    arch = dataclasses.replace(model.arch, num_classes=num_classes)
-    new = build_model(arch, model.head_mode)
-    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("head.fc.")}
-    result = new.load_state_dict(kept, strict=False)
-    assert set(result.missing_keys) == {"head.fc.weight", "head.fc.bias"}, result.missing_keys
-    with torch.no_grad():
-        torch.nn.init.normal_(new.head.fc.weight, std=0.01)
-        torch.nn.init.zeros_(new.head.fc.bias)
-    new.provenance = {**model.provenance, "classifier": f"new {num_classes}-way (not trained)"}
-    return new.eval()
