@@ -136,6 +136,12 @@ def test_license_of_weights_not_from_the_zoo(made, tmp_path):
     assert _front_matter((tmp_path / "c" / "README.md").read_text())["license"] == "mit"
     result = nlconvert.export_hub(made["folder"], tmp_path / "b", parity=False, log=None)
     assert result.license == "cc-by-nc-4.0"  # a hub folder keeps the zoo file's provenance
+    # Fine-tuned from the zoo file (same file name in its provenance): not the zoo's weights.
+    tuned = nlconvert.save_model(nlconvert.create_model(pretrained=made["pt"], norm="train"),
+                                 tmp_path / "tuned.pt")
+    result = nlconvert.export_hub(tuned, tmp_path / "t", parity=False, log=None)
+    card = (tmp_path / "t" / "README.md").read_text()
+    assert result.license == "other" and "No published accuracy" in card
 
 
 def test_failed_parity_writes_nothing(made, tmp_path, monkeypatch):

@@ -41,7 +41,10 @@ class HubExport:
 
 
 def official_checkpoint(arch: ArchSpec, provenance: dict[str, Any]) -> ZooCheckpoint | None:
-    """The zoo checkpoint the weights were converted from, known by its released file name."""
+    """The zoo checkpoint the weights were converted from, known by its released file name;
+    None for weights that were trained after conversion (``create_model`` records it)."""
+    if provenance.get("training"):
+        return None  # fine-tuned: neither the published accuracy nor the zoo's licence applies
     source = Path(str(provenance.get("source_file") or "")).name
     stem = source.split(".")[0] if source else ""
     for ck in published_accuracy(arch.name):
