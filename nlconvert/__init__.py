@@ -102,6 +102,6 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
     if name in ("video", "runtime", "arch", "io", "convert", "model", "parity", "reference",
-                "synthetic", "hub", "training"):
+                "synthetic", "hub", "training", "attention", "interop", "cluster", "keymap"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nlconvert' has no attribute {name!r}")

@@ -14,19 +14,14 @@ leaves no half-written ``DIR``; an existing ``DIR`` is replaced only with ``forc
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import OutputExistsError
+from .._atomic import atomic_folder
 from .maps import ATTENTION_BACKEND, BlockAttention, Query
 from .pictures import clip_frames, render_query, require_pillow, save_png
 
@@ -39,33 +34,6 @@ DEFAULT_QUERIES = 3
 def picture_name(block: str, query: Query) -> str:
     """The file name of a block's picture for `query`."""
     return f"{block}_q{query.t}_{query.y}_{query.x}.png"
-
-
-@contextlib.contextmanager
-def _atomic_folder(target: Path, force: bool) -> Iterator[Path]:
-    """A temporary folder beside `target`, renamed to it on success (removed on failure)."""
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target}: output exists; pass --force to replace it")
-    if target.exists() and not target.is_dir():
-        raise OutputExistsError(f"{target}: exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give a plain mkdir's mode
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def choose_queries(att: BlockAttention, given: list[Query], *, sample: int = 0
@@ -93,7 +61,7 @@ def write_attention(out: str | Path, clip: np.ndarray, blocks: dict[str, BlockAt
         "backend": ATTENTION_BACKEND,
         "blocks": [],
     }
-    with _atomic_folder(Path(out), force) as tmp:
+    with atomic_folder(Path(out), force) as tmp:
         for name, att in blocks.items():
             array_file = f"{name}.npy"
             np.save(tmp / array_file, np.ascontiguousarray(att.weights, dtype=np.float32))

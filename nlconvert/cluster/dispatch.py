@@ -132,7 +132,8 @@ class Dispatcher:
         self.log = log
         self.decode = ray.remote(decode).options(num_cpus=layout.decode_cpus, max_retries=0,
                                                  num_returns="streaming")
-        self.decode_kwargs = {**decode_kwargs, "rows_per_chunk": spec.rows_per_chunk}
+        # a job may size its chunks itself (several crops per window: fewer windows)
+        self.decode_kwargs = {"rows_per_chunk": spec.rows_per_chunk, **decode_kwargs}
         self.actor_class = ray.remote(ModelActor).options(
             num_cpus=layout.actor_cpus, num_gpus=layout.actor_gpus or None, max_restarts=0,
             max_task_retries=0)

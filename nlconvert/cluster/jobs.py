@@ -151,7 +151,9 @@ def features_on_ray(
     for outcome in _outcomes(
             list(paths.items()), decode=decode_windows_task,
             decode_kwargs={"frames": frames, "rate": rate, "stride": stride, "fps": fps,
-                           "crop": crop},
+                           "crop": crop,
+                           # a chunk holds about as many clips as without crops (bounded objects)
+                           "rows_per_chunk": max(1, spec.rows_per_chunk // crop.count)},
             spec=spec, actor_kwargs={"task": "features", "layer": layer, "spatial": spatial},
             options=options,
             log=log):

@@ -214,11 +214,12 @@ class ModelActor:
         from ..video.protocol import normalize
 
         out: list[np.ndarray | None] = [None] * len(clips)
-        by_shape: dict[tuple[int, ...], list[int]] = {}
+        by_shape: dict[tuple[int, ...], list[int]] = {}  # clip shape -> positions
         for i, clip in enumerate(clips):
             by_shape.setdefault(clip.shape, []).append(i)
-        size = self.backend.batch_size
-        for positions in by_shape.values():
+        for shape, positions in by_shape.items():
+            # a window of K crops is K clips: about batch_size clips per forward, as locally
+            size = max(1, self.backend.batch_size // (shape[0] if len(shape) == 5 else 1))
             for first in range(0, len(positions), size):
                 batch = positions[first:first + size]
                 pixels = np.stack([clips[i] for i in batch])

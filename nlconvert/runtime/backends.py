@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,8 +177,18 @@ class Backend(ABC):
         clips = np.asarray(clips)
         self.require(head)
         self.arch.check_clip(clips.shape, head)
-        clips = np.ascontiguousarray(clips, dtype=np.float32)
         parts: list[dict[str, np.ndarray]] = []
+        for chunk, n in self._batches(clips):
+            out = self._forward(chunk, head)
+            parts.append({k: np.asarray(v[:n], dtype=np.float32) for k, v in out.items()})
+        if not parts:
+            return {}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _batches(self, clips: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+        """Contiguous float32 batches of at most ``batch_size`` clips, each with its count of
+        real clips (a short last batch is zero-padded when the backend needs fixed batches)."""
+        clips = np.ascontiguousarray(clips, dtype=np.float32)
         for start in range(0, clips.shape[0], self.batch_size):
             chunk = clips[start:start + self.batch_size]
             n = chunk.shape[0]
@@ -186,11 +196,7 @@ class Backend(ABC):
                 # A fixed batch shape: a compiled graph is specialised to it.
                 pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, pad])
-            out = self._forward(chunk, head)
-            parts.append({k: np.asarray(v[:n], dtype=np.float32) for k, v in out.items()})
-        if not parts:
-            return {}
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            yield chunk, n
 
     def scores(self, clips: np.ndarray) -> np.ndarray:
         """The test protocol's scores: V x classes fully-convolutional probabilities."""
@@ -224,14 +230,8 @@ class Backend(ABC):
                                   f"{layer!r} (a pooled layer)")
         clips = np.asarray(clips)
         self.arch.check_clip(clips.shape, "clip")
-        clips = np.ascontiguousarray(clips, dtype=np.float32)
         parts = []
-        for start in range(0, clips.shape[0], self.batch_size):
-            chunk = clips[start:start + self.batch_size]
-            n = chunk.shape[0]
-            if self.pad_batches and n < self.batch_size:
-                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
-                chunk = np.concatenate([chunk, pad])
+        for chunk, n in self._batches(clips):
             res4, res5 = trunk(chunk)
             parts.append(np.asarray((res4 if layer == "res4" else res5)[:n], dtype=np.float32))
         return np.concatenate(parts)
