@@ -209,3 +209,21 @@ def test_the_ray_stages_carry_crops_and_maps(video, monkeypatch):
     assert indices == [0, 1] and feats.shape == (2, 10, 48)
     summary = results[-1].meta
     assert len(summary.crops) == 10
+
+
+def test_class_names_describe_the_folder_without_being_a_setting(tmp_path):
+    """The names of logits/probs channels are written with the settings, but a rerun is
+    judged by the settings (the model's sha256 already names the model)."""
+    from dataclasses import replace
+
+    from nlconvert.video.featurestore import FeatureSettings, FeatureStore
+
+    base = FeatureSettings(model_sha256="0" * 64, arch="c2d_baseline_8x8", layer="probs", frames=8,
+                           rate=8, stride=16, fps=None, crop="center", dtype="float32",
+                           format="npy", backend="torch/fp32", class_names=["a", "b"])
+    FeatureStore(tmp_path, base).finish()
+    assert json.loads((tmp_path / "features.json").read_text())["class_names"] == ["a", "b"]
+    renamed = replace(base, class_names=None)
+    assert renamed == base and renamed.differences(base) == []
+    FeatureStore(tmp_path, renamed).finish()  # reopens the folder: not another setting
+    assert base.differences(replace(base, layer="logits")) == ["layer: logits -> probs"]

@@ -109,6 +109,7 @@ def test_predict_evaluate_features(finetuned: Path, labelled: Path, tmp_path: Pa
           "--backend", "torch", "--workers", "0", "--stride", "12"], capsys)
     probs = np.load(feats / "a.npy")
     assert probs.shape[1] == 3 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert json.loads((feats / "features.json").read_text())["class_names"] == NAMES
 
 
 @pytest.mark.ray

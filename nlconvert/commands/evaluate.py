@@ -124,8 +124,9 @@ def command(model: Path, list_path: Path, root: Path | None, db: Path, report: P
     for r in recorded.values():  # named again on every rerun: the exit code counts them too
         if r.status != "ok" and r.key in listed and r.key not in now:
             print_failure(f"{r.reason or r.key} (recorded by an earlier run; --db keeps it)")
-    for key, warnings in summary.warned:
-        print_warnings(key, warnings)
+    paths = {e.key: e.path for e in entries}
+    for key, warnings in summary.warned:  # the file, as every warning line names it
+        print_warnings(paths.get(key) or key, warnings)
     if report:
         atomic_write_text(report, ev.report_markdown(data), force=True)  # checked above
     if json_path == "-":

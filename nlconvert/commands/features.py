@@ -127,7 +127,8 @@ def command(model: Path, inputs: tuple[Path, ...], out_dir: Path, list_path: Pat
         frames=spec.frames, rate=spec.rate, stride=spec.stride,
         fps=None if exact_fps is None else str(exact_fps), crop=crop, dtype=dtype, format=fmt,
         backend=f"{runner.info.name}/{runner.info.precision}", crop_size=crops.size,
-        spatial=spatial)
+        spatial=spatial, class_names=(list(runner.class_names)
+                                      if layer in ("logits", "probs") and runner.class_names else None))
     with cluster_session(on_ray):
         store = FeatureStore(out_dir, settings, force=force, strict=strict)
         earlier = [k for k, _ in items + missing if k in store.rows

@@ -3,7 +3,8 @@
 Layout of ``DIR``:
 
 * ``features.json``: the settings every file in the folder was made with (model SHA-256,
-  layer, window, fps, crop and crop size, spatial, dtype, format, backend). A run with other settings is refused
+  layer, window, fps, crop and crop size, spatial, dtype, format, backend; with layer
+  ``logits``/``probs``, the ``class_names`` of their channels). A run with other settings is refused
   unless ``--force``, which clears what an earlier run wrote (and only that).
 * ``<relative path>.npy`` per video (``a/b.mp4`` under a folder or root -> ``DIR/a/b.npy``;
   a file given directly -> ``DIR/b.npy``): ``windows x channels``, float32 or float16,
@@ -34,7 +35,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,15 @@ class FeatureSettings:
     # Added with multi-crop and spatial features; a folder written before has the defaults.
     crop_size: int | None = 256  # None with crop "none"
     spatial: bool = False
+    # What the channels of layer logits/probs mean (the model's classes, e.g. a fine-tuned
+    # head's); a description, not a setting: the model's sha256 already tells the model.
+    class_names: list[str] | None = field(default=None, compare=False)
 
     def differences(self, other: FeatureSettings) -> list[str]:
         """``name: theirs -> ours`` for each setting that differs."""
         mine, theirs = asdict(self), asdict(other)
-        return [f"{k}: {theirs[k]} -> {mine[k]}" for k in mine if mine[k] != theirs[k]]
+        return [f"{k}: {theirs[k]} -> {mine[k]}" for k in mine
+                if k != "class_names" and mine[k] != theirs.get(k)]
 
 
 def output_key(path: Path, root: Path | None) -> str:
