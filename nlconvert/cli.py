@@ -120,7 +120,8 @@ class _PipeSafeStdout(io.TextIOBase):
             pass
 
     def isatty(self) -> bool:
-        return bool(self._stream.isatty())
+        # asked at exit too (Ray's atexit colour reset), when the stream may be closed
+        return not self._stream.closed and bool(self._stream.isatty())
 
     @property
     def buffer(self) -> Any:  # click writes bytes (e.g. completion scripts) to the buffer

@@ -27,6 +27,7 @@ from nlconvert.cluster.jobs import evaluate_on_ray, features_on_ray
 from nlconvert.cluster.layout import ClusterError, RayOptions, plan_layout
 from nlconvert.cluster.stages import BackendSpec
 from nlconvert.convert import save_model
+from nlconvert.errors import EXIT_SOME_FAILED
 from nlconvert.runtime.backends import open_backend
 from nlconvert.synthetic.models import synthetic_model
 from nlconvert.video import evaluate as ev
@@ -376,7 +377,7 @@ def test_a_killed_driver_resumes_without_doubling(data, local, shared, tmp_path)
     assert 0 < len(before) < 9, "kill the driver mid-run"
     from nlconvert.cli import main
 
-    assert main(args) == 0
+    assert main(args) == EXIT_SOME_FAILED  # broken.mp4 is in the list
     after = _rows(db)
     assert len(after) == 9
     for key in before:
@@ -392,9 +393,9 @@ def test_features_command_on_the_cluster_equals_a_local_run(data, shared, tmp_pa
     folder = root / "k"
     common = ["--frames", "2", "--stride", "10", "--backend", "torch", "--batch-size", "2"]
     assert main(["features", str(pt), str(folder), "--out", str(tmp_path / "ray"), *common,
-                 "--ray", c.address, "--decode-cpus", "0.5"]) == 0
+                 "--ray", c.address, "--decode-cpus", "0.5"]) == EXIT_SOME_FAILED
     assert main(["features", str(pt), str(folder), "--out", str(tmp_path / "local"), *common,
-                 "--workers", "0"]) == 0
+                 "--workers", "0"]) == EXIT_SOME_FAILED
     local = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.npy"))
     remote = sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.npy"))
     assert local == remote and len(local) == 8
