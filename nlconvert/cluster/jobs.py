@@ -111,12 +111,9 @@ def evaluate_on_ray(
                     continue
                 _check_backend(outcome.backend, db.config.backend)
                 scores = outcome.values.astype(np.float64).sum(axis=0)
-                db.record_ok(e.key, e.path or "", e.label, scores, decoded.num_frames,
-                             outcome.seconds, decoded.warnings)
+                summary.record_scored(db, e, scores, num_frames=decoded.num_frames,
+                                      seconds=outcome.seconds, warnings=decoded.warnings)
                 recorded.add(e.key)
-                summary.scored += 1
-                if decoded.warnings:
-                    summary.warned.append((e.key, decoded.warnings))
                 _tick(bar, after_video, e.key)
     finally:
         if bar is not None:

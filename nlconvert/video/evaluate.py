@@ -44,6 +44,15 @@ class EvalSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (key, reason) of this call
     warned: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # scored, with warnings
 
+    def record_scored(self, db: ResultsDB, entry: Entry, scores: np.ndarray, *, num_frames: int,
+                      seconds: float, warnings: tuple[str, ...]) -> None:
+        """Store a scored video (its summed softmaxes) and count it (locally and on Ray)."""
+        db.record_ok(entry.key, entry.path or "", entry.label, scores, num_frames, seconds,
+                     warnings)
+        self.scored += 1
+        if warnings:
+            self.warned.append((entry.key, warnings))
+
 
 def evaluate(
     backend: Backend,
@@ -106,11 +115,9 @@ def evaluate(
                     check = False
                 probs = score_views(backend, item.pixels)
                 scores = probs.astype(np.float64).sum(axis=0)
-                db.record_ok(e.key, e.path or "", e.label, scores, item.num_frames,
-                             item.seconds + time.perf_counter() - t0, item.warnings)
-                summary.scored += 1
-                if item.warnings:
-                    summary.warned.append((e.key, item.warnings))
+                summary.record_scored(db, e, scores, num_frames=item.num_frames,
+                                      seconds=item.seconds + time.perf_counter() - t0,
+                                      warnings=item.warnings)
             _tick(bar, after_video, e.key)
     finally:
         if bar is not None:
