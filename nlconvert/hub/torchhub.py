@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .._atomic import atomic_output
 from ..arch import Head, ZooCheckpoint, get_arch, published_accuracy
 from ..convert import convert_file, load_model
 from ..convert.formats import CHECKPOINT_SUFFIXES
@@ -60,11 +60,10 @@ def download(url: str, dst: Path, *, progress: bool = True, timeout: float = 60.
 
     from tqdm import tqdm
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        # atomic_output: the temporary file beside `dst` is removed on any error (Ctrl-C too)
+        with atomic_output(dst, force=True) as tmp, tmp.open("wb") as out, \
+                urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length is not None else None
             done = 0
@@ -74,21 +73,13 @@ def download(url: str, dst: Path, *, progress: bool = True, timeout: float = 60.
                     out.write(chunk)
                     done += len(chunk)
                     bar.update(len(chunk))
-        if total is not None and done != total:
-            raise HubError(f"{url}: download interrupted after {done} of {total} bytes; "
-                           "nothing was kept (run again to retry)")
-        os.replace(tmp, dst)
-    except HubError:
-        tmp.unlink(missing_ok=True)
-        raise
+            if total is not None and done != total:
+                raise HubError(f"{url}: download interrupted after {done} of {total} bytes; "
+                               "nothing was kept (run again to retry)")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise HubError(f"{url}: download failed ({exc.__class__.__name__}: {reason}); "
                        f"nothing was kept (set {BASE_URL_ENV} to use a mirror)") from None
-    except BaseException:  # Ctrl-C included: never leave the partial file behind
-        tmp.unlink(missing_ok=True)
-        raise
     return dst
 
 
